@@ -184,8 +184,11 @@ class EmbeddedServices:
     redis: EmbeddedRedis | None = None
 
     def stop(self) -> None:
+        # Stop only what this process started; a server found running belongs to
+        # the process that started it.
         if self.redis is not None:
-            self.redis.stop()
+            if self.redis.started_here:
+                self.redis.stop()
             self.redis = None
         if self.postgres is not None:
             self.postgres.stop()

@@ -1,0 +1,196 @@
+"""The ASGI application: Starlette routes, lifespan (engine, Redis), GraphQL."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+from app.auth import service as auth_service
+from app.auth.errors import InvalidToken
+from app.db import make_engine, make_sessionmaker
+from app.embedded import EmbeddedServices, start_embedded
+from app.graphql.context import Context
+from app.graphql.schema import build_schema
+from app.logging_setup import request_id_var
+from app.settings import Settings, get_settings
+
+log = logging.getLogger("threadline")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestIdMiddleware:
+    """Accept a sane incoming X-Request-ID or mint one; echo it; bind it for logs."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+def _unauthenticated(message: str) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": 'Bearer realm="threadline"'},
+    )
+
+
+class ThreadlineGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context and bearer-token authentication."""
+
+    async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
+        state = request.app.state
+        return Context(
+            request=request,
+            settings=state.settings,
+            sessionmaker=state.sessionmaker,
+            request_id=request.scope.get("state", {}).get("request_id", uuid.uuid4().hex),
+            principal=request.scope.get("state", {}).get("principal"),
+            response=response,
+        )
+
+
+class BearerAuth:
+    """Resolve ``Authorization: Bearer`` before GraphQL runs; a bad token is a 401."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            header = dict(scope.get("headers") or []).get(b"authorization")
+            if header:
+                app_state = scope["app"].state
+                try:
+                    token = auth_service.parse_bearer(header.decode("latin-1"))
+                    assert token is not None
+                    async with app_state.sessionmaker() as session:
+                        principal = await auth_service.resolve_token(
+                            session, token=token, secret_key=app_state.settings.secret_key
+                        )
+                except InvalidToken as exc:
+                    await _unauthenticated(exc.message)(scope, receive, send)
+                    return
+                scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    checks: dict[str, str] = {}
+    try:
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # readiness reports, never raises
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        await request.app.state.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ok" if ok else "unavailable", **checks}, 200 if ok else 503)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+    schema = build_schema(settings)
+    graphql_app = ThreadlineGraphQL(
+        schema,
+        graphql_ide="graphiql",
+        allow_queries_via_get=True,
+        subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL],
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        embedded: EmbeddedServices | None = None
+        database_url, redis_url = settings.database_url, settings.redis_url
+        if database_url is None or redis_url is None:
+            # Zero-config single-process start (`uvicorn app.main:app`); the CLI
+            # starts them in the parent instead so several workers share them.
+            embedded = start_embedded(
+                settings.data_dir, database_url=database_url, redis_url=redis_url
+            )
+            database_url, redis_url = embedded.database_url, embedded.redis_url
+            from app import migrate
+
+            migrate.upgrade(str(database_url))
+        assert database_url is not None and redis_url is not None
+        engine = make_engine(
+            database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.redis = aioredis.from_url(redis_url)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await engine.dispose()
+            if embedded is not None:
+                embedded.stop()
+
+    graphql_endpoint = BearerAuth(graphql_app)
+    app = Starlette(
+        routes=[
+            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql_app),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def app_factory() -> Starlette:
+    """Factory for ``uvicorn --factory app.main:app_factory`` (used by the CLI)."""
+    from app.logging_setup import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app(settings)
