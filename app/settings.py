@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(default=10, ge=0, le=200)
 
     # GraphQL abuse limits.
-    max_query_depth: int = Field(default=15, ge=2, le=100)
+    max_query_depth: int = Field(default=15, ge=1, le=100)
     max_aliases: int = Field(default=30, ge=1, le=1000)
     max_query_tokens: int = Field(default=5000, ge=100, le=100_000)
     default_page_size: int = Field(default=50, ge=1, le=500)

@@ -36,11 +36,11 @@ async def test_graphiql_served_to_browsers(http: httpx.AsyncClient) -> None:
 async def test_depth_limit_rejects_deep_operation_before_execution() -> None:
     # The schema is still shallow (viewer → organization → name), so prove the
     # limiter with a low limit; it validates before any resolver (or database) runs.
-    schema = build_schema(Settings(max_query_depth=2, database_url="postgresql+asyncpg://x/y"))
+    schema = build_schema(Settings(max_query_depth=1, database_url="postgresql+asyncpg://x/y"))
     result = await schema.execute("query Deep { viewer { organization { name } } }")
     assert result.data is None
     assert result.errors is not None
-    assert result.errors[0].message == "'Deep' exceeds maximum operation depth of 2"
+    assert result.errors[0].message == "'Deep' exceeds maximum operation depth of 1"
 
 
 async def test_alias_bomb_rejected(graphql: GraphQLCall) -> None:
