@@ -136,7 +136,9 @@ def worker(
 
 @cli.command()
 def migrate(
-    action: Annotated[str, typer.Argument(help="upgrade | downgrade | current | check")] = "upgrade",
+    action: Annotated[
+        str, typer.Argument(help="upgrade | downgrade | current | check")
+    ] = "upgrade",
     revision: Annotated[str | None, typer.Option(help="Target revision.")] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -186,7 +188,7 @@ async def _load_demo(settings: Settings) -> str:
     try:
         async with unit_of_work(make_sessionmaker(engine)) as session:
             result = await load_demo(session, secret_key=settings.secret_key)
-        return result.token
+        return str(result.token)
     finally:
         await engine.dispose()
 
@@ -229,8 +231,9 @@ def dev(
 @user_cli.command("create")
 def user_create(
     email: Annotated[str, typer.Argument(help="Sign-in email.")],
-    password: Annotated[str, typer.Option(help="Password (≥ 8 characters).", prompt=True,
-                                          hide_input=True)],
+    password: Annotated[
+        str, typer.Option(help="Password (≥ 8 characters).", prompt=True, hide_input=True)
+    ],
     org: Annotated[str, typer.Option(help="Organization name (created if new).")],
     name: Annotated[str, typer.Option(help="Display name.")] = "",
     admin: Annotated[bool, typer.Option("--admin", help="Organization administrator.")] = False,
@@ -248,7 +251,11 @@ def user_create(
         try:
             async with unit_of_work(make_sessionmaker(engine)) as session:
                 user = await create_user(
-                    session, email=email, password=password, organization=org, name=name,
+                    session,
+                    email=email,
+                    password=password,
+                    organization=org,
+                    name=name,
                     is_admin=admin,
                 )
                 return str(user.id)
@@ -287,7 +294,11 @@ def token_create(
                 if user is None:
                     return None
                 issued = await issue_token(
-                    session, user=user, secret_key=settings.secret_key, kind="api", name=name,
+                    session,
+                    user=user,
+                    secret_key=settings.secret_key,
+                    kind="api",
+                    name=name,
                     expires_in=timedelta(days=expires) if expires else None,
                     scopes=("read",) if read_only else ("read", "write"),
                 )

@@ -39,7 +39,7 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         try:
-            import pgserver
+            from pgserver.postgres_server import get_server
         except ImportError as exc:  # pragma: no cover - a dependency of the package
             raise EmbeddedError("the 'pgserver' package is not installed") from exc
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ class EmbeddedPostgres:
                     mode = parent.stat().st_mode
                     if not mode & 0o001:
                         parent.chmod(mode | 0o001)
-        self._server = pgserver.get_server(self.data_dir, cleanup_mode="stop")
+        self._server = get_server(self.data_dir, cleanup_mode="stop")
         self._ensure_database()
         return self.url()
 
@@ -63,9 +63,7 @@ class EmbeddedPostgres:
         return f"postgresql+asyncpg://postgres@/{database}?host={self.socket_dir()}"
 
     def _ensure_database(self) -> None:
-        out = self._server.psql(
-            f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';"
-        )
+        out = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
         if "(1 row)" not in out:
             self._server.psql(f'CREATE DATABASE "{DATABASE_NAME}";')
 
@@ -96,14 +94,15 @@ def _socket_path(data_dir: Path) -> Path:
     return short / "redis.sock"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True if the process runs. A zombie has exited: containers whose PID 1 does not
+    reap orphans keep daemonized servers' zombies around."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -127,7 +126,7 @@ class EmbeddedRedis:
             pid = int(self.pidfile.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) and self.socket.exists() else None
+        return pid if pid_alive(pid) and self.socket.exists() else None
 
     def start(self, timeout: float = 15.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -168,9 +167,9 @@ class EmbeddedRedis:
             return
         os.kill(pid, signal.SIGTERM)  # redis writes its AOF/RDB on SIGTERM
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.05)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 

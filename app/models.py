@@ -32,7 +32,7 @@ __all__ = [
     "ScenarioResult",
     "Team",
     "TeamMember",
-    "TradeStudy",
     "TraceLink",
+    "TradeStudy",
     "User",
 ]

@@ -231,8 +231,9 @@ def graphql(http: httpx.AsyncClient) -> GraphQLCall:
         if token is not None:
             hdrs["Authorization"] = f"Bearer {token}"
         hdrs.update(headers or {})
-        resp = await http.post("/graphql", json={"query": query, "variables": variables or {}},
-                               headers=hdrs)
+        resp = await http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=hdrs
+        )
         return GQLResponse(status=resp.status_code, body=resp.json(), headers=resp.headers)
 
     return call

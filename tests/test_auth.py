@@ -28,7 +28,9 @@ async def test_login_with_right_password_gives_working_token(
 ) -> None:
     acct = await factory.account(org="Login Works Inc")
     before = await db.scalar(select(func.count()).select_from(ApiToken))
-    data = (await graphql(LOGIN, {"email": acct.user.email.upper(), "password": acct.password})).ok()
+    data = (
+        await graphql(LOGIN, {"email": acct.user.email.upper(), "password": acct.password})
+    ).ok()
     assert data["login"]["__typename"] == "LoginSuccess"
     assert data["login"]["user"]["email"] == acct.user.email
     assert data["login"]["expiresInSeconds"] == 14 * 24 * 3600
@@ -36,8 +38,11 @@ async def test_login_with_right_password_gives_working_token(
     assert token.startswith("tls_")
     assert await db.scalar(select(func.count()).select_from(ApiToken)) == before + 1
     viewer = (await graphql(VIEWER, token=token)).ok()["viewer"]
-    assert viewer == {"email": acct.user.email, "isAdmin": False,
-                      "organization": {"slug": "login-works-inc"}}
+    assert viewer == {
+        "email": acct.user.email,
+        "isAdmin": False,
+        "organization": {"slug": "login-works-inc"},
+    }
     # Only the keyed hash is stored, never the token.
     stored = await db.scalar(select(ApiToken.token_hash).where(ApiToken.prefix == token[:10]))
     assert stored == service.hash_token(SECRET, token)

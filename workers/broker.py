@@ -15,7 +15,7 @@ def make_broker(url: str | None = None) -> RedisBroker:
     url = url or get_settings().redis_url or os.environ.get("REDIS_URL")
     if not url:
         raise RuntimeError("REDIS_URL is not set; start workers with `threadline worker`")
-    broker = RedisBroker(url=url, namespace="threadline")
+    broker = RedisBroker(url=url, namespace="threadline")  # type: ignore[no-untyped-call]
     broker.add_middleware(AsyncIO())
     return broker
 

@@ -15,6 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.access import ROLE_RANK
 from app.auth.errors import AccountExists, InvalidCredentials, InvalidToken
 from app.auth.models import ApiToken, Organization, TeamMember, User
 from app.auth.principal import Principal
@@ -24,7 +25,6 @@ _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both paths cost one argon2 check.
 _DUMMY_HASH = _hasher.hash("threadline-timing-equaliser")
 TOKEN_PREFIXES = {"session": "tls_", "api": "tla_"}
-ROLE_RANK = {"viewer": 1, "editor": 2, "owner": 3}
 MIN_PASSWORD_LENGTH = 8
 
 

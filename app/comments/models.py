@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy import Text as TextType
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, SoftDelete, Timestamps, UUIDPk, one_of
-from sqlalchemy import String
 
-TARGET_TYPES = ("project", "component", "connector", "parameter", "requirement", "trade_study",
-                "revision")
+TARGET_TYPES = (
+    "project",
+    "component",
+    "connector",
+    "parameter",
+    "requirement",
+    "trade_study",
+    "revision",
+)
 
 
 class Comment(UUIDPk, Timestamps, SoftDelete, Base):

@@ -6,8 +6,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from graphql import GraphQLError
-from strawberry.types.graphql import OperationType
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from app.db import discard_after_commit, run_after_commit
 from app.graphql.context import Context
@@ -24,7 +24,7 @@ class UnitOfWork(SchemaExtension):
     after a successful commit.
     """
 
-    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_operation(self) -> AsyncIterator[None]:
         yield
         context = self.execution_context.context
         if not isinstance(context, Context) or not context.has_session:
@@ -47,6 +47,4 @@ class UnitOfWork(SchemaExtension):
 def should_mask(error: GraphQLError) -> bool:
     """Mask everything that is not a deliberate GraphQL error (validation, limits, auth)."""
     original = error.original_error
-    if original is None or isinstance(original, GraphQLError):
-        return False
-    return True
+    return original is not None and not isinstance(original, GraphQLError)
