@@ -8,6 +8,7 @@ transaction is durable (publishing events to Redis) is registered with
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -72,9 +73,65 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, **kw: 
     )
 
 
+class _TaskLock:
+    """A lock the holding task may re-enter (``scalars`` calls ``execute``)."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None and self._owner is task:
+            yield
+            return
+        async with self._lock:
+            self._owner = task
+            try:
+                yield
+            finally:
+                self._owner = None
+
+
+class SerialSession(AsyncSession):
+    """An AsyncSession that queues concurrent use instead of failing.
+
+    GraphQL resolves sibling fields concurrently and their DataLoaders dispatch in
+    the same tick; one operation has one transaction on one connection, so their
+    statements must take turns.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._serial = _TaskLock()
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._serial.hold():
+            return await super().execute(*args, **kwargs)
+
+    async def scalar(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._serial.hold():
+            return await super().scalar(*args, **kwargs)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._serial.hold():
+            return await super().get(*args, **kwargs)
+
+    async def flush(self, *args: Any, **kwargs: Any) -> None:
+        async with self._serial.hold():
+            await super().flush(*args, **kwargs)
+
+    async def refresh(self, *args: Any, **kwargs: Any) -> None:
+        async with self._serial.hold():
+            await super().refresh(*args, **kwargs)
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: objects stay readable after commit for the response.
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(
+        engine, class_=SerialSession, expire_on_commit=False, autoflush=False
+    )
 
 
 AfterCommit = Callable[[], Awaitable[None]]

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Annotated
 
 import strawberry
+from sqlalchemy import select
+from strawberry import relay
 from strawberry.types import Info
 
 from app.auth import service
 from app.auth.errors import InvalidCredentials
 from app.auth.models import Organization as OrganizationModel
 from app.auth.models import User as UserModel
+from app.graphql.common import parse_uuid
 from app.graphql.context import Context
 from app.graphql.errors import InvalidCredentialsError
 
@@ -28,8 +32,8 @@ class Organization:
 
 
 @strawberry.type(description="A person who signs in to Threadline.")
-class User:
-    id: strawberry.ID = strawberry.field(description="Opaque identifier.")
+class User(relay.Node):
+    id: relay.NodeID[str]
     email: str = strawberry.field(description="Sign-in email address.")
     name: str = strawberry.field(description="Display name (may be empty).")
     is_admin: bool = strawberry.field(
@@ -44,9 +48,28 @@ class User:
         return Organization.from_model(org)
 
     @classmethod
+    async def resolve_nodes(  # type: ignore[override]
+        cls, *, info: Info[Context, None], node_ids: Iterable[str], required: bool = False
+    ) -> list[User | None]:
+        # Users are visible within the caller's organization only.
+        principal = info.context.principal
+        ids = [parse_uuid(i) for i in node_ids]
+        if principal is None:
+            return [None for _ in ids]
+        rows = await info.context.session.scalars(
+            select(UserModel).where(
+                UserModel.id.in_([i for i in ids if i is not None]),
+                UserModel.organization_id == principal.organization_id,
+                UserModel.deleted_at.is_(None),
+            )
+        )
+        found = {u.id: u for u in rows}
+        return [User.from_model(found[i]) if i in found else None for i in ids]
+
+    @classmethod
     def from_model(cls, user: UserModel) -> User:
         return cls(
-            id=strawberry.ID(str(user.id)),
+            id=str(user.id),
             email=user.email,
             name=user.name,
             is_admin=user.is_admin,

@@ -194,6 +194,17 @@ def _obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str
     }
 
 
+_DISCIPLINES = [
+    "structure",
+    "power",
+    "adcs",
+    "cdh",
+    "comms",
+    "thermal",
+    "harness",
+    "payload",
+    "propulsion",
+]
 _STR = {"type": "string", "minLength": 1, "maxLength": 200}
 _POS = {"type": "number", "exclusiveMinimum": 0}
 _COUNT = {"type": "integer", "minimum": 1}
@@ -215,20 +226,7 @@ COMPONENT_TYPES: tuple[ComponentTypeSpec, ...] = (
         "A discipline-level grouping (power, propulsion...) that owns budget items.",
         _obj(
             {
-                "discipline": {
-                    "type": "string",
-                    "enum": [
-                        "structure",
-                        "power",
-                        "adcs",
-                        "cdh",
-                        "comms",
-                        "thermal",
-                        "harness",
-                        "payload",
-                        "propulsion",
-                    ],
-                },
+                "discipline": {"type": "string", "enum": _DISCIPLINES},
                 "lead": _STR,
             },
             ("discipline",),
@@ -649,6 +647,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
 
 # --------------------------------------------------------------------------- requirements
 
+
+def _rule(
+    key: str, title: str, priority: str, parent: str, rule: RuleSpec, text: str
+) -> RequirementSpec:
+    return RequirementSpec(key, title, text, priority, "approved", "rule", parent, rule)
+
+
 REQUIREMENTS: tuple[RequirementSpec, ...] = (
     RequirementSpec(
         "REQ-SYS-001",
@@ -659,85 +664,45 @@ REQUIREMENTS: tuple[RequirementSpec, ...] = (
         "approved",
         "review",
     ),
-    RequirementSpec(
-        "REQ-MASS-001",
-        "Launch mass",
-        "The wet mass shall not exceed 130 kg (launcher rideshare slot).",
-        "critical",
-        "approved",
-        "rule",
-        "REQ-SYS-001",
+    _rule(
+        "REQ-MASS-001", "Launch mass", "critical", "REQ-SYS-001",
         RuleSpec("m_wet", "<=", 130.0, "kg"),
+        "The wet mass shall not exceed 130 kg (launcher rideshare slot).",
     ),
-    RequirementSpec(
-        "REQ-ORB-001",
-        "Orbit period",
-        "The orbit period shall be between 94 and 97 minutes (ground-station revisit plan).",
-        "medium",
-        "approved",
-        "rule",
-        "REQ-SYS-001",
+    _rule(
+        "REQ-ORB-001", "Orbit period", "medium", "REQ-SYS-001",
         RuleSpec("T_orbit", "between", 94.0, "min", 97.0),
+        "The orbit period shall be between 94 and 97 minutes (ground-station revisit plan).",
     ),
-    RequirementSpec(
-        "REQ-PWR-001",
-        "Power margin",
-        "The orbit-average power margin at end of life shall be at least 20 %.",
-        "high",
-        "approved",
-        "rule",
-        "REQ-SYS-001",
+    _rule(
+        "REQ-PWR-001", "Power margin", "high", "REQ-SYS-001",
         RuleSpec("power_margin", ">=", 20.0, "%"),
+        "The orbit-average power margin at end of life shall be at least 20 %.",
     ),
-    RequirementSpec(
-        "REQ-PWR-002",
-        "Battery depth of discharge",
-        "The battery depth of discharge per eclipse shall not exceed 30 %.",
-        "high",
-        "approved",
-        "rule",
-        "REQ-PWR-001",
+    _rule(
+        "REQ-PWR-002", "Battery depth of discharge", "high", "REQ-PWR-001",
         RuleSpec("dod", "<=", 30.0, "%"),
+        "The battery depth of discharge per eclipse shall not exceed 30 %.",
     ),
-    RequirementSpec(
-        "REQ-COM-001",
-        "Downlink margin",
-        "The X-band downlink shall close with at least 3 dB margin at 10 deg elevation.",
-        "critical",
-        "approved",
-        "rule",
-        "REQ-SYS-001",
+    _rule(
+        "REQ-COM-001", "Downlink margin", "critical", "REQ-SYS-001",
         RuleSpec("link_margin", ">=", 3.0, "dB"),
+        "The X-band downlink shall close with at least 3 dB margin at 10 deg elevation.",
     ),
-    RequirementSpec(
-        "REQ-COM-002",
-        "Downlink data rate",
-        "The downlink data rate shall be at least 40 Mbit/s.",
-        "high",
-        "proposed",
-        "rule",
-        "REQ-SYS-001",
+    _rule(
+        "REQ-COM-002", "Downlink data rate", "high", "REQ-SYS-001",
         RuleSpec("R_data", ">=", 40.0, "Mbit/s"),
+        "The downlink data rate shall be at least 40 Mbit/s.",
     ),
-    RequirementSpec(
-        "REQ-PROP-001",
-        "Delta-v",
-        "The propulsion system shall provide at least 145 m/s of delta-v.",
-        "high",
-        "approved",
-        "rule",
-        "REQ-SYS-001",
+    _rule(
+        "REQ-PROP-001", "Delta-v", "high", "REQ-SYS-001",
         RuleSpec("dv", ">=", 145.0, "m/s"),
+        "The propulsion system shall provide at least 145 m/s of delta-v.",
     ),
-    RequirementSpec(
-        "REQ-THM-001",
-        "Battery thermal margin",
-        "The battery shall stay at least 5 K below its qualification temperature.",
-        "medium",
-        "draft",
-        "rule",
-        "REQ-SYS-001",
+    _rule(
+        "REQ-THM-001", "Battery thermal margin", "medium", "REQ-SYS-001",
         RuleSpec("T_margin_bat", ">=", 5.0, "K"),
+        "The battery shall stay at least 5 K below its qualification temperature.",
     ),
     RequirementSpec(
         "REQ-STR-001",
@@ -749,7 +714,7 @@ REQUIREMENTS: tuple[RequirementSpec, ...] = (
         "test",
         "REQ-SYS-001",
     ),
-)
+)  # fmt: skip
 
 TRACE_LINKS: tuple[TraceLinkSpec, ...] = (
     TraceLinkSpec("REQ-SYS-001", "satisfied_by", "component", "SAT"),
@@ -795,12 +760,13 @@ TRADE_STUDIES: tuple[TradeStudySpec, ...] = (
     ),
 )
 
-DEMO_USER = DemoUser(
-    email="demo@threadline.dev",
-    password="threadline-demo",
-    display_name="Demo Engineer",
-    organization="Acme Space",
-)
+# A plain dict (the CLI prints DEMO_USER["email"]); DemoModel.user is the typed view.
+DEMO_USER: dict[str, str] = {
+    "email": "demo@threadline.dev",
+    "password": "threadline-demo",
+    "display_name": "Demo Engineer",
+    "organization": "Acme Space",
+}
 
 
 def demo_model() -> DemoModel:
@@ -808,7 +774,7 @@ def demo_model() -> DemoModel:
     return DemoModel(
         project_name="LEO-1 Smallsat",
         project_description="A 100 kg LEO Earth-observation smallsat: the Threadline demo.",
-        user=DEMO_USER,
+        user=DemoUser(**DEMO_USER),
         component_types=COMPONENT_TYPES,
         components=COMPONENTS,
         connectors=CONNECTORS,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry import relay
 from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
@@ -15,23 +16,72 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, Info
 
-from app.auth.schema import AuthMutation, AuthQuery
+from app.auth.schema import AuthMutation, AuthQuery, User
+from app.graphql.context import Context
 from app.graphql.extensions import UnitOfWork, should_mask
+from app.projects.schema import Project, ProjectQuery
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("threadline.graphql")
 
 
 @strawberry.type(description="Entry points for reading the digital thread.")
-class Query(AuthQuery):
-    pass
+class Query(AuthQuery, ProjectQuery):
+    @strawberry.field(
+        description="Any object by global id; null if it does not exist or is not visible."
+    )
+    async def node(
+        self,
+        info: Info[Context, None],
+        id: Annotated[relay.GlobalID, strawberry.argument(description="Global id.")],
+    ) -> relay.Node | None:
+        return (await resolve_global_ids(info, [id]))[0]
+
+    @strawberry.field(
+        description="Objects by global ids, batched per type, in order; null where missing or "
+        "not visible. At most 500 ids."
+    )
+    async def nodes(
+        self,
+        info: Info[Context, None],
+        ids: Annotated[list[relay.GlobalID], strawberry.argument(description="Global ids.")],
+    ) -> list[relay.Node | None]:
+        if len(ids) > MAX_NODES:
+            raise GraphQLError(
+                f"at most {MAX_NODES} ids per `nodes` call", extensions={"code": "TOO_MANY_IDS"}
+            )
+        return await resolve_global_ids(info, ids)
 
 
 @strawberry.type(description="Every change to the thread; each takes one `input`.")
 class Mutation(AuthMutation):
     pass
+
+
+MAX_NODES = 500
+
+
+async def resolve_global_ids(
+    info: Info[Context, None], ids: list[relay.GlobalID]
+) -> list[relay.Node | None]:
+    """Resolve ids grouped by type (one batch per type); unknown types read as absent."""
+    types = {t.__name__: t for t in _node_types()}
+    by_type: dict[str, list[int]] = {}
+    for i, gid in enumerate(ids):
+        by_type.setdefault(gid.type_name, []).append(i)
+    out: list[relay.Node | None] = [None] * len(ids)
+    for type_name, positions in by_type.items():
+        cls = types.get(type_name)
+        if cls is None:
+            continue
+        found = await cls.resolve_nodes(  # type: ignore[attr-defined]
+            info=info, node_ids=[ids[i].node_id for i in positions], required=False
+        )
+        for i, obj in zip(positions, found, strict=True):
+            out[i] = obj
+    return out
 
 
 class ThreadlineSchema(strawberry.Schema):
@@ -70,7 +120,33 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         UnitOfWork,
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Internal server error."),
     ]
-    return ThreadlineSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return ThreadlineSchema(
+        query=Query, mutation=Mutation, extensions=extensions, types=_node_types()
+    )
+
+
+def _node_types() -> list[type]:
+    # Types reachable only through `node`/`nodes` must still be in the schema.
+    from app.comments.schema import Comment
+    from app.components.schema import Component, ComponentType, Connector
+    from app.parameters.schema import Parameter
+    from app.requirements.schema import Requirement, TraceLink
+    from app.revisions.schema import Revision
+    from app.trade_studies.schema import TradeStudy
+
+    return [
+        Project,
+        User,
+        Comment,
+        Component,
+        ComponentType,
+        Connector,
+        Parameter,
+        Requirement,
+        TraceLink,
+        Revision,
+        TradeStudy,
+    ]
 
 
 def export_sdl() -> str:

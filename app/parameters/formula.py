@@ -147,8 +147,11 @@ class Formula:
         return self.text
 
     @functools.cached_property
-    def _evaluator(self) -> _Compiled:
-        # Built once per Formula; cached_property writes around the frozen __setattr__.
+    def compiled(self) -> _Compiled:
+        """The evaluator over SI magnitudes: a closure ``env -> value``, or a float if constant.
+
+        Built once per Formula (cached_property writes around the frozen __setattr__).
+        """
         return compile_node(self.root, {})
 
 
@@ -756,8 +759,13 @@ def evaluate(formula: Formula, values_si: Mapping[str, Any]) -> Any:
     """
     _require_symbols(formula, values_si)
     env = {name: _as_input(name, values_si[name]) for name in formula.symbols}
-    shapes = [value.shape for value in env.values() if isinstance(value, np.ndarray)]
-    compiled = formula._evaluator
+    # Any array argument (used or not) asks for the vector path and sets the shape.
+    shapes = [
+        np.shape(value)
+        for value in values_si.values()
+        if isinstance(value, np.ndarray) and value.ndim > 0
+    ]
+    compiled = formula.compiled
     if shapes:
         try:
             shape = np.broadcast_shapes(*shapes)

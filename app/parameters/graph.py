@@ -83,10 +83,12 @@ class ParameterGraph:
         self._si: dict[str, tuple[float, float]] = {
             symbol: si_factor_offset(unit) for symbol, unit in self._units.items()
         }
-        self._values: dict[str, float] = {}
-        for symbol, value in (values or {}).items():
-            if symbol in self._formulas and self._formulas[symbol] is None and value is not None:
-                self._values[symbol] = _as_float(symbol, value)
+        # Current values; derived ones only serve as recompute fallbacks.
+        self._values: dict[str, float] = {
+            symbol: _as_float(symbol, value)
+            for symbol, value in (values or {}).items()
+            if symbol in self._formulas and value is not None
+        }
         self._deps: dict[str, frozenset[str]] = {}
         dependents: dict[str, set[str]] = {symbol: set() for symbol in self._formulas}
         for symbol, formula in self._formulas.items():
@@ -131,7 +133,7 @@ class ParameterGraph:
         return self._units[symbol]
 
     def value(self, symbol: str) -> float | None:
-        """The stored value of an independent parameter (``None`` if unknown or derived)."""
+        """The stored current value (``None`` if not given)."""
         self._require([symbol])
         return self._values.get(symbol)
 
@@ -168,7 +170,7 @@ class ParameterGraph:
             digest = hashlib.sha256()
             for symbol in sorted(self._formulas):
                 formula = self._formulas[symbol]
-                value = self._values.get(symbol)
+                value = None if formula else self._values.get(symbol)
                 digest.update(
                     f"{symbol}\x1f{formula.text if formula else ''}\x1f{self._units[symbol]}"
                     f"\x1f{value!r}\x1e".encode()
@@ -292,7 +294,7 @@ class ParameterGraph:
         formula = self._formulas[symbol]
         assert formula is not None
         try:
-            return evaluate_scalar(formula._evaluator, env, f"{symbol} = {formula.text}")
+            return evaluate_scalar(formula.compiled, env, f"{symbol} = {formula.text}")
         except EvaluationError as exc:
             exc.symbol = symbol
             raise
@@ -303,7 +305,7 @@ class ParameterGraph:
         """New values (each in its parameter's unit) of everything downstream of ``changed``.
 
         ``values`` are current values in each parameter's own unit; symbols it
-        lacks fall back to the graph's stored input values. Raises
+        lacks fall back to the values stored in the graph. Raises
         :class:`EvaluationError` (with ``.symbol``) if a formula cannot be evaluated.
         """
         order = self.downstream(changed)

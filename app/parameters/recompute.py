@@ -1,0 +1,747 @@
+"""Applying parameter edits: validate against the project's formula graph, recompute the
+downstream closure, re-evaluate rule requirements, mark trace links suspect, and write
+values, history, audit rows and the one ``parameter.changed`` event.
+
+Everything is validated and computed in memory before the first row changes, so an
+error leaves the session untouched (the caller rolls back anyway).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit.service import RequestMeta, record
+from app.auth.principal import Principal
+from app.events import append_event
+from app.parameters import units as U
+from app.parameters.engine_errors import EngineError
+from app.parameters.errors import (
+    CycleDetected,
+    EvaluationFailed,
+    FormulaError,
+    UnitMismatch,
+    UnknownSymbol,
+    ValidationError,
+    from_engine_error,
+)
+from app.parameters.formula import Formula, check_dimensions, evaluate, parse
+from app.parameters.graph import ParameterGraph
+from app.parameters.models import Parameter, ParameterDependency, ParameterVersion
+from app.projects.models import ProjectEvent
+from app.requirements.compliance import ParameterValue, evaluate_rule
+from app.requirements.models import Requirement, TraceLink
+from app.service_support import (
+    MAX_DESCRIPTION,
+    UNSET,
+    Unset,
+    check_number,
+    clean_text,
+)
+
+MAX_NAME = 200
+MAX_TEXT_VALUE = 10_000
+# Recomputed values closer than this (relative) to the stored one count as unchanged,
+# so a unit conversion upstream does not bump versions over the last ulp.
+_RECOMPUTE_REL_TOL = 1e-12
+
+
+# --------------------------------------------------------------------------- values
+
+
+def param_value(param: Parameter) -> ParameterValue:
+    if param.value_kind == "number":
+        return param.value_number
+    if param.value_kind == "boolean":
+        return param.value_bool
+    return param.value_text
+
+
+def _store_value(param: Parameter, value: ParameterValue) -> None:
+    if param.value_kind == "number":
+        param.value_number = None if value is None else float(value)
+    elif param.value_kind == "boolean":
+        param.value_bool = None if value is None else bool(value)
+    else:
+        param.value_text = None if value is None else str(value)
+
+
+def coerce_value(kind: str, value: object, *, field: str) -> ParameterValue:
+    """The value as the parameter kind stores it; ValidationError if it does not fit."""
+    if value is None:
+        return None
+    if kind == "number":
+        return check_number(value, field=field)
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValidationError("a boolean parameter takes true or false", field=field)
+        return value
+    if not isinstance(value, str):
+        raise ValidationError("a text parameter takes a string", field=field)
+    return clean_text(value, field=field, max_length=MAX_TEXT_VALUE, allow_empty=True, strip=False)
+
+
+def parse_unit_field(unit: str, *, kind: str, field: str) -> str:
+    """A unit string for a parameter of ``kind``: parsed by the engine, stripped."""
+    if not isinstance(unit, str):
+        raise ValidationError("unit must be a string", field=field)
+    unit = unit.strip()
+    if kind != "number":
+        if unit:
+            raise ValidationError(f"a {kind} parameter has no unit", field=field)
+        return unit
+    try:
+        U.parse_unit(unit)
+    except EngineError as exc:
+        raise from_engine_error(exc, field=field) from None
+    return unit
+
+
+def _same_number(old: ParameterValue, new: ParameterValue) -> bool:
+    if old is None or new is None:
+        return old is new
+    assert isinstance(old, float | int) and isinstance(new, float | int)
+    return old == new or math.isclose(old, new, rel_tol=_RECOMPUTE_REL_TOL, abs_tol=0.0)
+
+
+# --------------------------------------------------------------------------- project state
+
+
+@dataclass
+class ProjectParameters:
+    """Every live parameter of a project, loaded in one query."""
+
+    project_id: uuid.UUID
+    rows: list[Parameter]
+    by_id: dict[uuid.UUID, Parameter] = field(init=False)
+    by_symbol: dict[str, Parameter] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {p.id: p for p in self.rows}
+        self.by_symbol = {p.symbol: p for p in self.rows}
+
+    @classmethod
+    async def load(cls, session: AsyncSession, project_id: uuid.UUID) -> ProjectParameters:
+        rows = await session.scalars(
+            select(Parameter)
+            .where(Parameter.project_id == project_id, Parameter.deleted_at.is_(None))
+            .execution_options(populate_existing=True)
+        )
+        return cls(project_id, list(rows))
+
+    def kinds(self) -> dict[str, str]:
+        return {p.symbol: p.value_kind for p in self.rows}
+
+    def numeric(self) -> list[Parameter]:
+        return [p for p in self.rows if p.value_kind == "number"]
+
+
+def build_graph(formulas: Mapping[str, str | None], units: Mapping[str, str]) -> ParameterGraph:
+    try:
+        return ParameterGraph(formulas, units)
+    except EngineError as exc:
+        raise from_engine_error(exc, field=None) from None
+
+
+def check_formula(
+    text: str,
+    *,
+    symbol: str,
+    unit: str,
+    units: Mapping[str, str],
+    kinds: Mapping[str, str],
+    field: str,
+) -> Formula:
+    """Parse ``text`` for parameter ``symbol`` (declared in ``unit``) and check it.
+
+    ``units`` holds every numeric symbol's unit, ``kinds`` every symbol's value kind.
+    """
+    try:
+        formula = parse(text)
+    except EngineError as exc:
+        raise from_engine_error(exc, field=field) from None
+    not_numeric = sorted(s for s in formula.symbols if s in kinds and kinds[s] != "number")
+    if not_numeric:
+        raise FormulaError(
+            f"formulas compute with numbers; {', '.join(not_numeric)} "
+            f"{'is' if len(not_numeric) == 1 else 'are'} not numeric",
+            field=field,
+            reason="NOT_NUMERIC",
+        )
+    unknown = sorted(formula.symbols - kinds.keys())
+    if unknown:
+        raise UnknownSymbol(
+            f"unknown symbol(s) in the formula of {symbol}: {', '.join(unknown)}",
+            symbols=unknown,
+            field=field,
+        )
+    try:
+        check_dimensions(formula, units, unit)
+    except EngineError as exc:
+        raise from_engine_error(exc, field=field) from None
+    return formula
+
+
+def evaluate_formula(
+    formula: Formula,
+    *,
+    symbol: str,
+    unit: str,
+    values: Mapping[str, ParameterValue],
+    units: Mapping[str, str],
+    field: str | None,
+) -> float | None:
+    """The formula's value in ``unit``; None if an input has no value."""
+    env: dict[str, float] = {}
+    for dep in formula.symbols:
+        value = values.get(dep)
+        if value is None:
+            return None
+        env[dep] = U.to_si(float(value), units[dep])
+    try:
+        result = float(evaluate(formula, env))
+        return float(U.from_si(result, unit))
+    except EngineError as exc:
+        raise EvaluationFailed(
+            f"{symbol} = {formula.text} cannot be evaluated: {exc.message}",
+            symbol=symbol,
+            field=field,
+        ) from None
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterValueChange:
+    """One written parameter: its value/unit/version before and after."""
+
+    parameter: Parameter
+    cause: str  # "edit" | "recompute"
+    old_value: ParameterValue
+    new_value: ParameterValue
+    old_unit: str
+    unit: str
+    old_version: int
+    version: int
+    changes: dict[str, list[Any]]  # {field: [old, new]}, as in the audit row
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.parameter.id
+
+    @property
+    def symbol(self) -> str:
+        return self.parameter.symbol
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "symbol": self.symbol,
+            "old_value": self.old_value,
+            "new_value": self.new_value,
+            "old_unit": self.old_unit,
+            "unit": self.unit,
+            "old_version": self.old_version,
+            "version": self.version,
+            "formula": self.parameter.formula,
+            "changes": self.changes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RequirementComplianceChange:
+    """A rule requirement whose compliance or margin moved."""
+
+    requirement: Requirement
+    old_compliance: str
+    new_compliance: str
+    old_margin: float | None
+    new_margin: float | None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.requirement.id
+
+    @property
+    def key(self) -> str:
+        return self.requirement.key
+
+    @property
+    def compliance_changed(self) -> bool:
+        return self.old_compliance != self.new_compliance
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "key": self.key,
+            "old_compliance": self.old_compliance,
+            "new_compliance": self.new_compliance,
+            "old_margin": self.old_margin,
+            "new_margin": self.new_margin,
+            "unit": self.requirement.rule_unit,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterChangeResult:
+    """What one parameter operation changed (also the ``parameter.changed`` payload).
+
+    ``parameters`` are the operation's targets in input order (also when unchanged);
+    ``event`` is None when the operation changed nothing.
+    """
+
+    parameters: tuple[Parameter, ...]
+    edited: tuple[ParameterValueChange, ...]
+    recomputed: tuple[ParameterValueChange, ...]
+    requirements: tuple[RequirementComplianceChange, ...]
+    suspect_link_ids: tuple[uuid.UUID, ...]
+    event: ProjectEvent | None
+
+    @property
+    def parameter(self) -> Parameter:
+        return self.parameters[0]
+
+    @property
+    def compliance_changes(self) -> tuple[RequirementComplianceChange, ...]:
+        return tuple(r for r in self.requirements if r.compliance_changed)
+
+    @property
+    def sequence(self) -> int | None:
+        return self.event.sequence if self.event else None
+
+
+# --------------------------------------------------------------------------- edits
+
+
+@dataclass
+class Edit:
+    """Requested changes to one parameter (UNSET = leave as is)."""
+
+    param: Parameter
+    prefix: str = ""  # input path of this edit, e.g. "items.3."
+    value: ParameterValue | Unset = UNSET
+    unit: str | Unset = UNSET
+    formula: str | None | Unset = UNSET
+    name: str | Unset = UNSET
+    description: str | Unset = UNSET
+    uncertainty: float | None | Unset = UNSET
+    # Filled by validation: the attribute values the parameter will have.
+    target: dict[str, Any] = field(default_factory=dict)
+
+
+def _prepare(edit: Edit) -> None:
+    """Validate the scalar inputs of one edit into ``edit.target``."""
+    p, pre, t = edit.param, edit.prefix, edit.target
+    if not isinstance(edit.name, Unset):
+        t["name"] = clean_text(edit.name, field=pre + "name", max_length=MAX_NAME)
+    if not isinstance(edit.description, Unset):
+        t["description"] = clean_text(
+            edit.description,
+            field=pre + "description",
+            max_length=MAX_DESCRIPTION,
+            allow_empty=True,
+        )
+    if not isinstance(edit.unit, Unset):
+        t["unit"] = parse_unit_field(edit.unit, kind=p.value_kind, field=pre + "unit")
+    if not isinstance(edit.formula, Unset):
+        formula = edit.formula.strip() if isinstance(edit.formula, str) else edit.formula
+        if formula is not None and p.value_kind != "number":
+            raise ValidationError(
+                f"only numeric parameters can have a formula; {p.symbol} is {p.value_kind}",
+                field=pre + "formula",
+            )
+        t["formula"] = formula or None
+    formula_after = t.get("formula", p.formula)
+    if not isinstance(edit.value, Unset):
+        if formula_after is not None:
+            raise ValidationError(
+                f"{p.symbol} is derived ({formula_after}); its value is computed. "
+                "Set its formula to null to make it independent",
+                field=pre + "value",
+            )
+        t["value"] = coerce_value(p.value_kind, edit.value, field=pre + "value")
+    if not isinstance(edit.uncertainty, Unset):
+        if edit.uncertainty is not None:
+            if p.value_kind != "number":
+                raise ValidationError(
+                    "only numeric parameters have an uncertainty", field=pre + "uncertainty"
+                )
+            unc = check_number(edit.uncertainty, field=pre + "uncertainty")
+            if unc < 0:
+                raise ValidationError("uncertainty must be >= 0", field=pre + "uncertainty")
+            t["uncertainty"] = unc
+        else:
+            t["uncertainty"] = None
+    new_unit = t.get("unit", p.unit)
+    if new_unit != p.unit and p.value_kind == "number" and U.same_dimension(p.unit, new_unit):
+        # A unit change alone keeps the physical quantity: 20 kg becomes 20000 g.
+        if "value" not in t and formula_after is None and p.value_number is not None:
+            t["value"] = float(U.convert(p.value_number, p.unit, new_unit))
+        if "uncertainty" not in t and p.uncertainty is not None:
+            old_factor = U.si_factor_offset(p.unit)[0]
+            t["uncertainty"] = p.uncertainty * old_factor / U.si_factor_offset(new_unit)[0]
+
+
+def _first_field(edits: Sequence[Edit]) -> str | None:
+    """The input most likely at fault when a downstream formula fails."""
+    if len(edits) != 1:
+        return "items" if edits and edits[0].prefix else None
+    t = edits[0].target
+    name = "formula" if "formula" in t else "value" if "value" in t else "unit"
+    return edits[0].prefix + name
+
+
+async def apply_edits(
+    session: AsyncSession,
+    *,
+    actor: Principal,
+    meta: RequestMeta,
+    state: ProjectParameters,
+    edits: Sequence[Edit],
+    now: datetime,
+    action: str,
+) -> ParameterChangeResult:
+    """Validate, recompute and write ``edits`` (see the module docstring)."""
+    for edit in edits:
+        _prepare(edit)
+    kinds = state.kinds()
+    numeric = state.numeric()
+    formulas: dict[str, str | None] = {p.symbol: p.formula for p in numeric}
+    units: dict[str, str] = {p.symbol: p.unit for p in numeric}
+    values: dict[str, ParameterValue] = {p.symbol: param_value(p) for p in state.rows}
+    for edit in edits:
+        s, t = edit.param.symbol, edit.target
+        if edit.param.value_kind == "number":
+            formulas[s] = t.get("formula", formulas[s])
+            units[s] = t.get("unit", units[s])
+        if "value" in t:
+            values[s] = t["value"]
+
+    # Formulas: syntax, symbols and dimensions of each new one, then the whole graph.
+    for edit in edits:
+        t, p = edit.target, edit.param
+        if t.get("formula") is not None and t["formula"] != p.formula:
+            check_formula(
+                t["formula"],
+                symbol=p.symbol,
+                unit=units[p.symbol],
+                units=units,
+                kinds=kinds,
+                field=edit.prefix + "formula",
+            )
+    graph = build_graph(formulas, units)
+    for edit in edits:
+        if "formula" in edit.target:
+            cycle = graph.find_cycle(prefer=edit.param.symbol)
+            if cycle is not None:
+                raise CycleDetected(
+                    "the formula would make a cycle: " + " -> ".join(cycle),
+                    path=cycle,
+                    field=edit.prefix + "formula",
+                )
+    for edit in edits:
+        p = edit.param
+        if edit.target.get("unit", p.unit) == p.unit:
+            continue
+        # The new unit must still fit this formula and every formula that reads it.
+        for symbol in sorted({p.symbol, *graph.dependents(p.symbol)}):
+            formula = graph.formula(symbol)
+            if formula is None:
+                continue
+            try:
+                check_dimensions(formula, units, units[symbol])
+            except EngineError as exc:
+                raise UnitMismatch(
+                    f"unit {units[p.symbol]!r} breaks {symbol} = {formula.text}: {exc.message}",
+                    field=edit.prefix + "unit",
+                    reason=exc.code,
+                ) from None
+
+    # Recompute the downstream closure of what changed, in topological order.
+    content_changed = [
+        e
+        for e in edits
+        if any(
+            k in e.target and e.target[k] != _current(e.param, k)
+            for k in ("value", "unit", "formula")
+        )
+    ]
+    changed_numeric = [e.param.symbol for e in content_changed if e.param.value_kind == "number"]
+    order = graph.downstream(changed_numeric) if changed_numeric else []
+    fail_field = _first_field(edits)
+    edited_by_symbol = {e.param.symbol: e for e in edits}
+    for symbol in order:
+        formula = graph.formula(symbol)
+        assert formula is not None
+        edit = edited_by_symbol.get(symbol)
+        values[symbol] = evaluate_formula(
+            formula,
+            symbol=symbol,
+            unit=units[symbol],
+            values=values,
+            units=units,
+            field=edit.prefix + "formula" if edit else fail_field,
+        )
+
+    # Which rows change.
+    edited: list[ParameterValueChange] = []
+    recomputed: list[ParameterValueChange] = []
+    plans: list[tuple[Parameter, dict[str, Any], str]] = []
+    for edit in edits:
+        p, t = edit.param, dict(edit.target)
+        if p.formula is not None or t.get("formula") is not None:
+            t["value"] = values[p.symbol]
+        diff = {
+            k: [_current(p, k), v]
+            for k, v in t.items()
+            if _current(p, k) != v and not (k == "value" and _same_value(p, v))
+        }
+        if diff:
+            plans.append((p, diff, "edit"))
+    planned = {p.symbol for p, _, _ in plans}
+    for symbol in order:
+        if symbol in planned or symbol in edited_by_symbol:
+            continue
+        p = state.by_symbol[symbol]
+        if not _same_number(p.value_number, values[symbol]):
+            plans.append((p, {"value": [p.value_number, values[symbol]]}, "recompute"))
+
+    value_changed_ids = {p.id for p, diff, _ in plans if "value" in diff or "unit" in diff}
+    rules = await _rules_on(session, value_changed_ids)
+    for req in rules:
+        p = state.by_id[req.rule_parameter_id] if req.rule_parameter_id else None
+        if p is None or req.rule_unit is None or p.value_kind != "number":
+            continue
+        if not U.same_dimension(req.rule_unit, units[p.symbol]):
+            edit = edited_by_symbol.get(p.symbol)
+            raise UnitMismatch(
+                f"requirement {req.key} compares {p.symbol} in {req.rule_unit!r}, which "
+                f"cannot be converted from {units[p.symbol]!r}",
+                field=(edit.prefix if edit else "") + "unit",
+            )
+    if not plans:
+        return ParameterChangeResult(tuple(e.param for e in edits), (), (), (), (), None)
+
+    # ---- write: nothing below raises a domain error.
+    for p, diff, cause in plans:
+        old_value, old_unit, old_version = param_value(p), p.unit, p.version
+        for k, (_, new) in diff.items():
+            if k == "value":
+                _store_value(p, new)
+            else:
+                setattr(p, k, new)
+        p.version = old_version + 1
+        p.updated_at = now
+        change = ParameterValueChange(
+            parameter=p,
+            cause=cause,
+            old_value=old_value,
+            new_value=param_value(p),
+            old_unit=old_unit,
+            unit=p.unit,
+            old_version=old_version,
+            version=p.version,
+            changes=diff,
+        )
+        (edited if cause == "edit" else recomputed).append(change)
+    await _write_dependencies(session, state, [(p, d) for p, d, _ in plans if "formula" in d])
+
+    req_changes = _evaluate_rules(rules, state, now)
+    flipped = {c.id: c for c in req_changes if c.compliance_changed}
+    changed_params = {c.id: c for c in (*edited, *recomputed) if _content_changed(c)}
+    suspect_ids = await _mark_suspect(session, state.project_id, changed_params, flipped)
+
+    event = await append_event(
+        session,
+        project_id=state.project_id,
+        kind="parameter.changed",
+        payload={
+            "edited": [c.as_payload() for c in edited],
+            "recomputed": [c.as_payload() for c in recomputed],
+            "requirements": [c.as_payload() for c in req_changes],
+            "suspect_links": list(suspect_ids),
+        },
+        actor_id=actor.user_id,
+    )
+    for change in (*edited, *recomputed):
+        p = change.parameter
+        session.add(
+            ParameterVersion(
+                id=uuid.uuid4(),
+                parameter_id=p.id,
+                version=p.version,
+                value_number=p.value_number,
+                value_bool=p.value_bool,
+                value_text=p.value_text,
+                unit=p.unit,
+                formula=p.formula,
+                cause=change.cause,
+                actor_id=actor.user_id,
+                event_sequence=event.sequence,
+            )
+        )
+        record(
+            session,
+            actor=actor,
+            meta=meta,
+            action=action if change.cause == "edit" else "parameter.recompute",
+            project_id=state.project_id,
+            object_type="parameter",
+            object_id=p.id,
+            diff={**change.changes, "version": [change.old_version, change.version]},
+        )
+    for rc in req_changes:
+        record(
+            session,
+            actor=actor,
+            meta=meta,
+            action="requirement.evaluate",
+            project_id=state.project_id,
+            object_type="requirement",
+            object_id=rc.id,
+            diff={
+                "compliance": [rc.old_compliance, rc.new_compliance],
+                "margin": [rc.old_margin, rc.new_margin],
+            },
+        )
+    await session.flush()
+    return ParameterChangeResult(
+        parameters=tuple(e.param for e in edits),
+        edited=tuple(edited),
+        recomputed=tuple(recomputed),
+        requirements=tuple(req_changes),
+        suspect_link_ids=tuple(suspect_ids),
+        event=event,
+    )
+
+
+def _current(p: Parameter, key: str) -> Any:
+    return param_value(p) if key == "value" else getattr(p, key)
+
+
+def _same_value(p: Parameter, new: ParameterValue) -> bool:
+    old = param_value(p)
+    if p.value_kind == "number" and p.formula is not None:
+        return _same_number(old, new)
+    return old == new and type(old) is type(new)
+
+
+def _content_changed(change: ParameterValueChange) -> bool:
+    return any(k in change.changes for k in ("value", "unit", "formula"))
+
+
+async def _rules_on(session: AsyncSession, parameter_ids: Iterable[uuid.UUID]) -> list[Requirement]:
+    ids = list(parameter_ids)
+    if not ids:
+        return []
+    rows = await session.scalars(
+        select(Requirement)
+        .where(Requirement.rule_parameter_id.in_(ids), Requirement.deleted_at.is_(None))
+        .order_by(Requirement.key)
+        .execution_options(populate_existing=True)
+    )
+    return list(rows)
+
+
+def _evaluate_rules(
+    rules: Iterable[Requirement], state: ProjectParameters, now: datetime
+) -> list[RequirementComplianceChange]:
+    changes: list[RequirementComplianceChange] = []
+    for req in rules:
+        p = state.by_id.get(req.rule_parameter_id) if req.rule_parameter_id else None
+        if p is None or req.rule_operator is None or req.rule_threshold is None:
+            continue
+        compliance, margin = evaluate_rule(
+            operator=req.rule_operator,
+            threshold=req.rule_threshold,
+            threshold_high=req.rule_threshold_high,
+            rule_unit=req.rule_unit,
+            value_kind=p.value_kind,
+            value=param_value(p),
+            unit=p.unit,
+        )
+        if compliance != req.compliance or margin != req.margin:
+            changes.append(
+                RequirementComplianceChange(req, req.compliance, compliance, req.margin, margin)
+            )
+            req.compliance, req.margin, req.updated_at = compliance, margin, now
+    return changes
+
+
+async def _write_dependencies(
+    session: AsyncSession,
+    state: ProjectParameters,
+    changed: Sequence[tuple[Parameter, dict[str, Any]]],
+) -> None:
+    """Replace the recorded formula edges of parameters whose formula changed."""
+    if not changed:
+        return
+    ids = [p.id for p, _ in changed]
+    await session.execute(
+        delete(ParameterDependency).where(ParameterDependency.parameter_id.in_(ids))
+    )
+    rows = [
+        {"parameter_id": p.id, "depends_on_id": state.by_symbol[dep].id}
+        for p, _ in changed
+        if p.formula is not None
+        for dep in sorted(parse(p.formula).symbols)
+    ]
+    if rows:
+        await session.execute(insert(ParameterDependency), rows)
+
+
+def _fmt(value: ParameterValue) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "null" if value is None else str(value)
+
+
+async def _mark_suspect(
+    session: AsyncSession,
+    project_id: uuid.UUID,
+    params: Mapping[uuid.UUID, ParameterValueChange],
+    reqs: Mapping[uuid.UUID, RequirementComplianceChange],
+) -> list[uuid.UUID]:
+    """Flag links whose parameter changed or whose requirement's compliance flipped."""
+    if not params and not reqs:
+        return []
+    conditions = []
+    if params:
+        conditions.append(TraceLink.target_parameter_id.in_(list(params)))
+    if reqs:
+        conditions.append(TraceLink.requirement_id.in_(list(reqs)))
+        conditions.append(TraceLink.target_requirement_id.in_(list(reqs)))
+    links = await session.scalars(
+        select(TraceLink)
+        .where(TraceLink.project_id == project_id, TraceLink.suspect.is_(False), or_(*conditions))
+        .order_by(TraceLink.id)
+        .execution_options(populate_existing=True)
+    )
+    marked: list[uuid.UUID] = []
+    for link in links:
+        reasons: list[str] = []
+        pc = params.get(link.target_parameter_id) if link.target_parameter_id else None
+        if pc is not None:
+            reasons.append(
+                f"parameter {pc.symbol} changed: {_fmt(pc.old_value)} {pc.old_unit} -> "
+                f"{_fmt(pc.new_value)} {pc.unit}".replace("  ", " ")
+            )
+        for req_id in (link.requirement_id, link.target_requirement_id):
+            rc = reqs.get(req_id) if req_id else None
+            if rc is not None:
+                reasons.append(
+                    f"requirement {rc.key} compliance changed: "
+                    f"{rc.old_compliance} -> {rc.new_compliance}"
+                )
+        link.suspect = True
+        link.suspect_reason = "; ".join(reasons)
+        marked.append(link.id)
+    return marked
