@@ -71,7 +71,7 @@ async def append_event(
     loaded = session.identity_map.get(identity_key(Project, project_id))
     if loaded is not None:
         attributes.set_committed_value(loaded, "event_sequence", sequence)
-    event = await session.scalar(
+    event: ProjectEvent | None = await session.scalar(
         insert(ProjectEvent)
         .values(
             project_id=project_id,

@@ -36,7 +36,8 @@ query($id: ID!) { project(id: $id) { name viewerRole
     type { code ports { name kind direction } }
     properties graphics
     parameters(first: 10) { totalCount nodes { symbol } }
-    connectors(direction: BOTH) { kind source { port component { tag } } target { port component { tag } } }
+    connectors(direction: BOTH) {
+      kind source { port component { tag } } target { port component { tag } } }
     requirements { key }
   }
   parameter(symbol: "p_1_0") {
@@ -61,22 +62,28 @@ query($id: ID!) { project(id: $id) { name viewerRole
 
 async def test_thread_traversal(world: tuple[Account, Thread], graphql: GraphQLCall) -> None:
     owner, thread = world
-    data = (await graphql(PROJECT, {"id": gid("Project", thread.project_id)},
-                          token=owner.token)).ok()
+    data = (
+        await graphql(PROJECT, {"id": gid("Project", thread.project_id)}, token=owner.token)
+    ).ok()
     p = data["project"]
     assert p["name"] == "Read API" and p["viewerRole"] == "OWNER"
     c = p["component"]
     assert c["tag"] == "C-001" and c["path"] == "SAT/C-001"
     assert c["ancestors"] == [{"tag": "SAT"}] and c["parent"] == {"tag": "SAT"}
     assert c["children"] == []
-    assert c["type"] == {"code": "UNIT", "ports": [
-        {"name": "in", "kind": "POWER", "direction": "IN"},
-        {"name": "out", "kind": "POWER", "direction": "OUT"}]}
+    assert c["type"] == {
+        "code": "UNIT",
+        "ports": [
+            {"name": "in", "kind": "POWER", "direction": "IN"},
+            {"name": "out", "kind": "POWER", "direction": "OUT"},
+        ],
+    }
     assert c["properties"] == {"mass_kg": 1} and c["graphics"] == {"x": 10, "y": 0}
     assert c["parameters"]["totalCount"] == 4
     assert [n["symbol"] for n in c["parameters"]["nodes"]] == ["p_1_0", "p_1_1", "p_1_2", "s_1"]
-    assert sorted((k["source"]["component"]["tag"], k["target"]["component"]["tag"])
-                  for k in c["connectors"]) == [("C-000", "C-001"), ("C-001", "C-002")]
+    assert sorted(
+        (k["source"]["component"]["tag"], k["target"]["component"]["tag"]) for k in c["connectors"]
+    ) == [("C-000", "C-001"), ("C-001", "C-002")]
     assert c["requirements"] == [{"key": "REQ-001"}]
 
     prm = p["parameter"]
@@ -86,35 +93,59 @@ async def test_thread_traversal(world: tuple[Account, Thread], graphql: GraphQLC
     assert prm["bad"]["code"] == "UNKNOWN_UNIT" and prm["bad"]["field"] == "unit"
     assert prm["wrong"]["__typename"] == "UnitMismatchError"
     assert prm["wrong"]["code"] == "UNIT_MISMATCH"
-    assert prm["dependents"] == [{"symbol": "s_1", "formula": "p_1_0 + p_1_1", "isDerived": True,
-                                  "dependencies": [{"symbol": "p_1_0"}, {"symbol": "p_1_1"}]}]
-    assert prm["impact"] == {"parameters": [{"depth": 1, "parameter": {"symbol": "s_1"}}],
-                             "requirements": [{"key": "REQ-001", "compliance": "PASS"}]}
-    assert prm["history"] == {"totalCount": 1, "nodes": [
-        {"version": 1, "cause": "CREATE", "unit": "kg", "number": 1.0}]}
+    assert prm["dependents"] == [
+        {
+            "symbol": "s_1",
+            "formula": "p_1_0 + p_1_1",
+            "isDerived": True,
+            "dependencies": [{"symbol": "p_1_0"}, {"symbol": "p_1_1"}],
+        }
+    ]
+    assert prm["impact"] == {
+        "parameters": [{"depth": 1, "parameter": {"symbol": "s_1"}}],
+        "requirements": [{"key": "REQ-001", "compliance": "PASS"}],
+    }
+    assert prm["history"] == {
+        "totalCount": 1,
+        "nodes": [{"version": 1, "cause": "CREATE", "unit": "kg", "number": 1.0}],
+    }
     assert prm["component"] == {"tag": "C-001"}
 
     r = p["requirement"]
     assert r["compliance"] == "PASS" and r["margin"] == 7.0
     assert r["rule"] == {"operator": "LE", "threshold": 10.0, "unit": "kg"}
     assert r["parameter"] == {"symbol": "s_1", "component": {"tag": "C-001"}}
-    assert r["links"] == [{"kind": "SATISFIED_BY", "suspect": False,
-                           "target": {"__typename": "Component", "tag": "C-001"}}]
+    assert r["links"] == [
+        {
+            "kind": "SATISFIED_BY",
+            "suspect": False,
+            "target": {"__typename": "Component", "tag": "C-001"},
+        }
+    ]
     assert r["children"] == [] and r["parent"] is None and r["suspect"] is False
 
 
 async def test_node_and_nodes(world: tuple[Account, Thread], graphql: GraphQLCall) -> None:
     owner, thread = world
-    ids = [gid("Parameter", thread.param_ids["s_0"]), gid("Component", thread.root_id),
-           gid("Requirement", thread.requirement_ids["REQ-002"]),
-           gid("Parameter", uuid.uuid4()), gid("Nonsense", uuid.uuid4())]
+    ids = [
+        gid("Parameter", thread.param_ids["s_0"]),
+        gid("Component", thread.root_id),
+        gid("Requirement", thread.requirement_ids["REQ-002"]),
+        gid("Parameter", uuid.uuid4()),
+        gid("Nonsense", uuid.uuid4()),
+    ]
     q = """query($ids: [ID!]!, $one: ID!) {
       nodes(ids: $ids) { __typename id ... on Parameter { symbol } ... on Component { tag }
                          ... on Requirement { key } }
       node(id: $one) { ... on Parameter { symbol } } }"""
     data = (await graphql(q, {"ids": ids, "one": ids[0]}, token=owner.token)).ok()
     assert [n and n["__typename"] for n in data["nodes"]] == [
-        "Parameter", "Component", "Requirement", None, None]
+        "Parameter",
+        "Component",
+        "Requirement",
+        None,
+        None,
+    ]
     assert data["nodes"][0] == {"__typename": "Parameter", "id": ids[0], "symbol": "s_0"}
     assert data["node"] == {"symbol": "s_0"}
 
@@ -126,13 +157,19 @@ async def test_hidden_objects_read_as_absent(
     stranger = await factory.account()  # another organization
     q = """query($p: ID!, $ids: [ID!]!) { project(id: $p) { name }
       nodes(ids: $ids) { id } projects { totalCount nodes { name } } }"""
-    ids = [gid("Parameter", thread.param_ids["s_0"]), gid("Project", thread.project_id),
-           gid("Component", thread.root_id)]
+    ids = [
+        gid("Parameter", thread.param_ids["s_0"]),
+        gid("Project", thread.project_id),
+        gid("Component", thread.root_id),
+    ]
     variables = {"p": gid("Project", thread.project_id), "ids": ids}
     for token in (stranger.token, None):
         data = (await graphql(q, variables, token=token)).ok()
-        assert data == {"project": None, "nodes": [None, None, None],
-                        "projects": {"totalCount": 0, "nodes": []}}
+        assert data == {
+            "project": None,
+            "nodes": [None, None, None],
+            "projects": {"totalCount": 0, "nodes": []},
+        }
     # Same for a missing id: indistinguishable.
     missing = {"p": gid("Project", uuid.uuid4()), "ids": [gid("Parameter", uuid.uuid4())]}
     data = (await graphql(q, missing, token=stranger.token)).ok()
@@ -153,8 +190,9 @@ async def test_pagination_forward_backward_and_stable_cursors(
     after = None
     pages = 0
     while True:
-        conn = (await graphql(q, {"id": pid, "first": 5, "after": after},
-                              token=owner.token)).ok()["project"]["parameters"]
+        conn = (await graphql(q, {"id": pid, "first": 5, "after": after}, token=owner.token)).ok()[
+            "project"
+        ]["parameters"]
         assert conn["totalCount"] == (12 if pages == 0 else 13)
         seen += [e["node"]["symbol"] for e in conn["edges"]]
         pages += 1
@@ -165,9 +203,15 @@ async def test_pagination_forward_backward_and_stable_cursors(
         if pages == 1:
             # Insert a row sorting before the cursor: later pages must not shift.
             async with sessionmaker() as s:
-                await s.execute(insert(Parameter).values(
-                    project_id=thread.project_id, symbol="a_first", name="Inserted",
-                    value_number=1.0, unit="kg"))
+                await s.execute(
+                    insert(Parameter).values(
+                        project_id=thread.project_id,
+                        symbol="a_first",
+                        name="Inserted",
+                        value_number=1.0,
+                        unit="kg",
+                    )
+                )
                 await s.commit()
     assert pages == 3 and seen == all_symbols
 
@@ -179,8 +223,9 @@ async def test_pagination_forward_backward_and_stable_cursors(
     assert conn["pageInfo"]["hasPreviousPage"] is True
     assert conn["pageInfo"]["hasNextPage"] is False
     before = conn["pageInfo"]["startCursor"]
-    prev = (await graphql(q, {"id": pid, "last": 4, "before": before},
-                          token=owner.token)).ok()["project"]["parameters"]
+    prev = (await graphql(q, {"id": pid, "last": 4, "before": before}, token=owner.token)).ok()[
+        "project"
+    ]["parameters"]
     assert [e["node"]["symbol"] for e in prev["edges"]] == all_symbols[-8:-4]
     assert prev["pageInfo"]["hasNextPage"] is True
 
@@ -210,20 +255,33 @@ async def test_filters(world: tuple[Account, Thread], graphql: GraphQLCall) -> N
         { nodes { key } }
       power: connectors(filter: {kind: POWER}) { totalCount }
     } }"""
-    data = (await graphql(q, {"id": gid("Project", thread.project_id),
-                              "sub": gid("Component", thread.component_ids[0])},
-                          token=owner.token)).ok()["project"]
+    data = (
+        await graphql(
+            q,
+            {
+                "id": gid("Project", thread.project_id),
+                "sub": gid("Component", thread.component_ids[0]),
+            },
+            token=owner.token,
+        )
+    ).ok()["project"]
     assert data["derived"]["nodes"] == [{"symbol": "s_0"}, {"symbol": "s_1"}, {"symbol": "s_2"}]
-    assert data["search"]["nodes"] == [{"symbol": "p_2_0"}, {"symbol": "p_2_1"},
-                                       {"symbol": "p_2_2"}]
+    assert data["search"]["nodes"] == [
+        {"symbol": "p_2_0"},
+        {"symbol": "p_2_1"},
+        {"symbol": "p_2_2"},
+    ]
     assert data["subtree"]["totalCount"] == 4
     assert data["comps"]["nodes"] == [{"tag": "C-002"}]
     assert data["roots"]["nodes"] == [{"tag": "SAT"}]
     assert data["typed"]["nodes"] == [{"tag": "SAT"}, {"tag": "C-002"}]
     assert (data["pass"]["totalCount"], data["fail"]["totalCount"]) == (3, 0)
     assert data["suspect"]["totalCount"] == 0
-    assert data["reqsearch"]["nodes"] == [{"key": "REQ-002"}, {"key": "REQ-001"},
-                                          {"key": "REQ-000"}]
+    assert data["reqsearch"]["nodes"] == [
+        {"key": "REQ-002"},
+        {"key": "REQ-001"},
+        {"key": "REQ-000"},
+    ]
     assert data["power"]["totalCount"] == 2
 
 
@@ -259,14 +317,15 @@ async def test_nested_query_runs_constant_number_of_statements(
         project = await factory.project(owner)
         await build_thread(sessionmaker, project.id, components=n, params_per_component=19)
         with count_statements(live_server) as statements:
-            data = (await graphql(NESTED, {"id": gid("Project", project.id)},
-                                  token=owner.token)).ok()
+            data = (
+                await graphql(NESTED, {"id": gid("Project", project.id)}, token=owner.token)
+            ).ok()
         comps = data["project"]["components"]["nodes"]
         assert len(comps) == n + 1
         assert sum(len(c["parameters"]["nodes"]) for c in comps) == n * 20
         assert len(data["project"]["requirements"]["nodes"]) == n
         counts[n] = len(statements)
-    # 200 components × 20 parameters = 4,000 parameter nodes, same statements as 400.
+    # 200 components x 20 parameters = 4,000 parameter nodes, same statements as 400.
     assert counts[20] == counts[200], counts
     assert counts[200] <= 14, counts
 
@@ -282,24 +341,59 @@ async def test_masked_unexpected_error(
 
     # Fault injection: an unexpected failure inside a resolver.
     monkeypatch.setattr(components_schema, "component_by_tag", broken)
-    resp = await graphql('query($id: ID!) { project(id: $id) { name component(tag: "X") { tag } } }',
-                         {"id": gid("Project", thread.project_id)}, token=owner.token)
+    resp = await graphql(
+        'query($id: ID!) { project(id: $id) { name component(tag: "X") { tag } } }',
+        {"id": gid("Project", thread.project_id)},
+        token=owner.token,
+    )
     assert resp.status == 200
     assert resp.data == {"project": {"name": "Read API", "component": None}}
-    assert resp.errors == [{"message": "Internal server error.", "locations": [
-        {"line": 1, "column": 43}], "path": ["project", "component"]}]
+    assert resp.errors == [
+        {
+            "message": "Internal server error.",
+            "locations": [{"line": 1, "column": 43}],
+            "path": ["project", "component"],
+        }
+    ]
     assert "SELECT" not in str(resp.body) and "secret" not in str(resp.body)
 
 
 async def test_get_queries_and_refused_get_mutations(http: httpx.AsyncClient) -> None:
-    r = await http.get("/graphql", params={"query": "{ viewer { email } }"},
-                       headers={"Accept": "application/graphql-response+json"})
+    r = await http.get(
+        "/graphql",
+        params={"query": "{ viewer { email } }"},
+        headers={"Accept": "application/graphql-response+json"},
+    )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/graphql-response+json")
     assert r.json() == {"data": {"viewer": None}}
     r = await http.get(
         "/graphql",
-        params={"query": 'mutation { login(input: {email: "a@b.c", password: "x"}) { __typename } }'},
+        params={
+            "query": 'mutation { login(input: {email: "a@b.c", password: "x"}) { __typename } }'
+        },
         headers={"Accept": "application/graphql-response+json"},
     )
     assert r.status_code == 405
+
+
+async def test_depth_and_token_bombs_rejected_before_execution(
+    world: tuple[Account, Thread], graphql: GraphQLCall, live_server: LiveServer
+) -> None:
+    owner, thread = world
+    chain = "dependents { " * 14 + "symbol" + " }" * 14
+    bomb = (
+        "query Bomb($id: ID!) { project(id: $id) { components { nodes { parameters { nodes { "
+        + chain
+        + " } } } } } }"
+    )
+    with count_statements(live_server) as statements:
+        resp = await graphql(bomb, {"id": gid("Project", thread.project_id)}, token=owner.token)
+    assert resp.data is None
+    assert resp.errors[0]["message"] == "'Bomb' exceeds maximum operation depth of 15"
+    # Rejected before any resolver ran: only the bearer-token lookup touched the database.
+    assert len(statements) == 1 and "FROM api_tokens" in statements[0]
+    fields = " ".join(f"f{i}: __typename" for i in range(3000))
+    resp = await graphql("{ " + fields + " }", token=owner.token)
+    assert resp.data is None
+    assert "token" in resp.errors[0]["message"].lower()

@@ -112,7 +112,11 @@ class AuthQuery:
 @strawberry.type
 class AuthMutation:
     @strawberry.mutation(description="Exchange email and password for a session token.")
-    async def login(self, info: Info[Context, None], input: LoginInput) -> LoginResult:
+    async def login(
+        self,
+        info: Info[Context, None],
+        input: Annotated[LoginInput, strawberry.argument(description="Credentials.")],
+    ) -> LoginResult:
         ctx = info.context
         ttl = timedelta(hours=ctx.settings.session_ttl_hours)
         try:

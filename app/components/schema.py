@@ -214,8 +214,14 @@ class Component(relay.Node):
     async def parameters(
         self,
         info: GQLInfo,
-        filter: Annotated[ParameterFilter, strawberry.lazy("app.parameters.schema")] | None = None,
-        order_by: Annotated[ParameterOrder, strawberry.lazy("app.parameters.schema")] | None = None,
+        filter: Annotated[
+            Annotated[ParameterFilter, strawberry.lazy("app.parameters.schema")] | None,
+            strawberry.argument(description="Narrow the list; all conditions must hold."),
+        ] = None,
+        order_by: Annotated[
+            Annotated[ParameterOrder, strawberry.lazy("app.parameters.schema")] | None,
+            strawberry.argument(description="Sort key and direction; ties break by id."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,

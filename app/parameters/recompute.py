@@ -64,7 +64,7 @@ def param_value(param: Parameter) -> ParameterValue:
     return param.value_text
 
 
-def _store_value(param: Parameter, value: ParameterValue) -> None:
+def store_value(param: Parameter, value: ParameterValue) -> None:
     if param.value_kind == "number":
         param.value_number = None if value is None else float(value)
     elif param.value_kind == "boolean":
@@ -329,10 +329,10 @@ class Edit:
     prefix: str = ""  # input path of this edit, e.g. "items.3."
     value: ParameterValue | Unset = UNSET
     unit: str | Unset = UNSET
-    formula: str | None | Unset = UNSET
+    formula: str | Unset | None = UNSET
     name: str | Unset = UNSET
     description: str | Unset = UNSET
-    uncertainty: float | None | Unset = UNSET
+    uncertainty: float | Unset | None = UNSET
     # Filled by validation: the attribute values the parameter will have.
     target: dict[str, Any] = field(default_factory=dict)
 
@@ -340,18 +340,18 @@ class Edit:
 def _prepare(edit: Edit) -> None:
     """Validate the scalar inputs of one edit into ``edit.target``."""
     p, pre, t = edit.param, edit.prefix, edit.target
-    if not isinstance(edit.name, Unset):
+    if edit.name is not UNSET:
         t["name"] = clean_text(edit.name, field=pre + "name", max_length=MAX_NAME)
-    if not isinstance(edit.description, Unset):
+    if edit.description is not UNSET:
         t["description"] = clean_text(
             edit.description,
             field=pre + "description",
             max_length=MAX_DESCRIPTION,
             allow_empty=True,
         )
-    if not isinstance(edit.unit, Unset):
+    if edit.unit is not UNSET:
         t["unit"] = parse_unit_field(edit.unit, kind=p.value_kind, field=pre + "unit")
-    if not isinstance(edit.formula, Unset):
+    if edit.formula is not UNSET:
         formula = edit.formula.strip() if isinstance(edit.formula, str) else edit.formula
         if formula is not None and p.value_kind != "number":
             raise ValidationError(
@@ -360,7 +360,7 @@ def _prepare(edit: Edit) -> None:
             )
         t["formula"] = formula or None
     formula_after = t.get("formula", p.formula)
-    if not isinstance(edit.value, Unset):
+    if edit.value is not UNSET:
         if formula_after is not None:
             raise ValidationError(
                 f"{p.symbol} is derived ({formula_after}); its value is computed. "
@@ -368,7 +368,7 @@ def _prepare(edit: Edit) -> None:
                 field=pre + "value",
             )
         t["value"] = coerce_value(p.value_kind, edit.value, field=pre + "value")
-    if not isinstance(edit.uncertainty, Unset):
+    if edit.uncertainty is not UNSET:
         if edit.uncertainty is not None:
             if p.value_kind != "number":
                 raise ValidationError(
@@ -399,45 +399,49 @@ def _first_field(edits: Sequence[Edit]) -> str | None:
     return edits[0].prefix + name
 
 
-async def apply_edits(
-    session: AsyncSession,
-    *,
-    actor: Principal,
-    meta: RequestMeta,
-    state: ProjectParameters,
-    edits: Sequence[Edit],
-    now: datetime,
-    action: str,
-) -> ParameterChangeResult:
-    """Validate, recompute and write ``edits`` (see the module docstring)."""
-    for edit in edits:
-        _prepare(edit)
-    kinds = state.kinds()
+@dataclass
+class _Candidate:
+    """The project's numeric formulas, units and all values with the edits applied."""
+
+    formulas: dict[str, str | None]
+    units: dict[str, str]
+    values: dict[str, ParameterValue]
+    kinds: dict[str, str]
+
+
+def _candidate(state: ProjectParameters, edits: Sequence[Edit]) -> _Candidate:
     numeric = state.numeric()
-    formulas: dict[str, str | None] = {p.symbol: p.formula for p in numeric}
-    units: dict[str, str] = {p.symbol: p.unit for p in numeric}
-    values: dict[str, ParameterValue] = {p.symbol: param_value(p) for p in state.rows}
+    cand = _Candidate(
+        formulas={p.symbol: p.formula for p in numeric},
+        units={p.symbol: p.unit for p in numeric},
+        values={p.symbol: param_value(p) for p in state.rows},
+        kinds=state.kinds(),
+    )
     for edit in edits:
         s, t = edit.param.symbol, edit.target
         if edit.param.value_kind == "number":
-            formulas[s] = t.get("formula", formulas[s])
-            units[s] = t.get("unit", units[s])
+            cand.formulas[s] = t.get("formula", cand.formulas[s])
+            cand.units[s] = t.get("unit", cand.units[s])
         if "value" in t:
-            values[s] = t["value"]
+            cand.values[s] = t["value"]
+    return cand
 
-    # Formulas: syntax, symbols and dimensions of each new one, then the whole graph.
+
+def _check_graph(cand: _Candidate, edits: Sequence[Edit]) -> ParameterGraph:
+    """New formulas parse, name numeric symbols, fit dimensions and close no cycle;
+    changed units still fit every formula that reads them."""
     for edit in edits:
         t, p = edit.target, edit.param
         if t.get("formula") is not None and t["formula"] != p.formula:
             check_formula(
                 t["formula"],
                 symbol=p.symbol,
-                unit=units[p.symbol],
-                units=units,
-                kinds=kinds,
+                unit=cand.units[p.symbol],
+                units=cand.units,
+                kinds=cand.kinds,
                 field=edit.prefix + "formula",
             )
-    graph = build_graph(formulas, units)
+    graph = build_graph(cand.formulas, cand.units)
     for edit in edits:
         if "formula" in edit.target:
             cycle = graph.find_cycle(prefer=edit.param.symbol)
@@ -451,112 +455,157 @@ async def apply_edits(
         p = edit.param
         if edit.target.get("unit", p.unit) == p.unit:
             continue
-        # The new unit must still fit this formula and every formula that reads it.
         for symbol in sorted({p.symbol, *graph.dependents(p.symbol)}):
             formula = graph.formula(symbol)
             if formula is None:
                 continue
             try:
-                check_dimensions(formula, units, units[symbol])
+                check_dimensions(formula, cand.units, cand.units[symbol])
             except EngineError as exc:
                 raise UnitMismatch(
-                    f"unit {units[p.symbol]!r} breaks {symbol} = {formula.text}: {exc.message}",
+                    f"unit {cand.units[p.symbol]!r} breaks {symbol} = {formula.text}: "
+                    f"{exc.message}",
                     field=edit.prefix + "unit",
                     reason=exc.code,
                 ) from None
+    return graph
 
-    # Recompute the downstream closure of what changed, in topological order.
-    content_changed = [
-        e
+
+def _recompute(graph: ParameterGraph, cand: _Candidate, edits: Sequence[Edit]) -> list[str]:
+    """Recompute (into ``cand.values``) everything downstream of what the edits changed;
+    returns the recomputed symbols in topological order."""
+    changed = [
+        e.param.symbol
         for e in edits
-        if any(
+        if e.param.value_kind == "number"
+        and any(
             k in e.target and e.target[k] != _current(e.param, k)
             for k in ("value", "unit", "formula")
         )
     ]
-    changed_numeric = [e.param.symbol for e in content_changed if e.param.value_kind == "number"]
-    order = graph.downstream(changed_numeric) if changed_numeric else []
+    order = graph.downstream(changed) if changed else []
     fail_field = _first_field(edits)
-    edited_by_symbol = {e.param.symbol: e for e in edits}
+    by_symbol = {e.param.symbol: e for e in edits}
     for symbol in order:
         formula = graph.formula(symbol)
         assert formula is not None
-        edit = edited_by_symbol.get(symbol)
-        values[symbol] = evaluate_formula(
+        edit = by_symbol.get(symbol)
+        cand.values[symbol] = evaluate_formula(
             formula,
             symbol=symbol,
-            unit=units[symbol],
-            values=values,
-            units=units,
+            unit=cand.units[symbol],
+            values=cand.values,
+            units=cand.units,
             field=edit.prefix + "formula" if edit else fail_field,
         )
+    return order
 
-    # Which rows change.
-    edited: list[ParameterValueChange] = []
-    recomputed: list[ParameterValueChange] = []
-    plans: list[tuple[Parameter, dict[str, Any], str]] = []
+
+_Plan = tuple[Parameter, dict[str, Any], str]  # (row, {field: [old, new]}, cause)
+
+
+def _plan(
+    state: ProjectParameters, cand: _Candidate, edits: Sequence[Edit], order: Sequence[str]
+) -> list[_Plan]:
+    """The rows to write: edited ones that differ, then recomputed ones whose value moved."""
+    plans: list[_Plan] = []
     for edit in edits:
-        p, t = edit.param, dict(edit.target)
-        if p.formula is not None or t.get("formula") is not None:
-            t["value"] = values[p.symbol]
+        p, target = edit.param, dict(edit.target)
+        if p.formula is not None or target.get("formula") is not None:
+            target["value"] = cand.values[p.symbol]
         diff = {
             k: [_current(p, k), v]
-            for k, v in t.items()
+            for k, v in target.items()
             if _current(p, k) != v and not (k == "value" and _same_value(p, v))
         }
         if diff:
             plans.append((p, diff, "edit"))
-    planned = {p.symbol for p, _, _ in plans}
+    skip = {e.param.symbol for e in edits}
     for symbol in order:
-        if symbol in planned or symbol in edited_by_symbol:
+        if symbol in skip:
             continue
-        p = state.by_symbol[symbol]
-        if not _same_number(p.value_number, values[symbol]):
-            plans.append((p, {"value": [p.value_number, values[symbol]]}, "recompute"))
+        row = state.by_symbol[symbol]
+        if not _same_number(row.value_number, cand.values[symbol]):
+            plans.append((row, {"value": [row.value_number, cand.values[symbol]]}, "recompute"))
+    return plans
 
-    value_changed_ids = {p.id for p, diff, _ in plans if "value" in diff or "unit" in diff}
-    rules = await _rules_on(session, value_changed_ids)
+
+def _check_rule_units(
+    rules: Iterable[Requirement], state: ProjectParameters, cand: _Candidate, edits: Sequence[Edit]
+) -> None:
+    prefixes = {e.param.id: e.prefix for e in edits}
     for req in rules:
-        p = state.by_id[req.rule_parameter_id] if req.rule_parameter_id else None
-        if p is None or req.rule_unit is None or p.value_kind != "number":
+        row = state.by_id.get(req.rule_parameter_id) if req.rule_parameter_id else None
+        if row is None or req.rule_unit is None or row.value_kind != "number":
             continue
-        if not U.same_dimension(req.rule_unit, units[p.symbol]):
-            edit = edited_by_symbol.get(p.symbol)
+        unit = cand.units[row.symbol]
+        if not U.same_dimension(req.rule_unit, unit):
             raise UnitMismatch(
-                f"requirement {req.key} compares {p.symbol} in {req.rule_unit!r}, which "
-                f"cannot be converted from {units[p.symbol]!r}",
-                field=(edit.prefix if edit else "") + "unit",
+                f"requirement {req.key} compares {row.symbol} in {req.rule_unit!r}, which "
+                f"cannot be converted from {unit!r}",
+                field=prefixes.get(row.id, "") + "unit",
             )
-    if not plans:
-        return ParameterChangeResult(tuple(e.param for e in edits), (), (), (), (), None)
 
-    # ---- write: nothing below raises a domain error.
+
+def _apply_plans(plans: Sequence[_Plan], now: datetime) -> list[ParameterValueChange]:
+    changes: list[ParameterValueChange] = []
     for p, diff, cause in plans:
         old_value, old_unit, old_version = param_value(p), p.unit, p.version
         for k, (_, new) in diff.items():
             if k == "value":
-                _store_value(p, new)
+                store_value(p, new)
             else:
                 setattr(p, k, new)
         p.version = old_version + 1
         p.updated_at = now
-        change = ParameterValueChange(
-            parameter=p,
-            cause=cause,
-            old_value=old_value,
-            new_value=param_value(p),
-            old_unit=old_unit,
-            unit=p.unit,
-            old_version=old_version,
-            version=p.version,
-            changes=diff,
+        changes.append(
+            ParameterValueChange(
+                parameter=p,
+                cause=cause,
+                old_value=old_value,
+                new_value=param_value(p),
+                old_unit=old_unit,
+                unit=p.unit,
+                old_version=old_version,
+                version=p.version,
+                changes=diff,
+            )
         )
-        (edited if cause == "edit" else recomputed).append(change)
-    await _write_dependencies(session, state, [(p, d) for p, d, _ in plans if "formula" in d])
+    return changes
 
+
+async def apply_edits(
+    session: AsyncSession,
+    *,
+    actor: Principal,
+    meta: RequestMeta,
+    state: ProjectParameters,
+    edits: Sequence[Edit],
+    now: datetime,
+    action: str,
+) -> ParameterChangeResult:
+    """Validate, recompute and write ``edits`` (see the module docstring)."""
+    for edit in edits:
+        _prepare(edit)
+    cand = _candidate(state, edits)
+    graph = _check_graph(cand, edits)
+    order = _recompute(graph, cand, edits)
+    plans = _plan(state, cand, edits, order)
+    rules = await _rules_on(
+        session, {p.id for p, diff, _ in plans if "value" in diff or "unit" in diff}
+    )
+    _check_rule_units(rules, state, cand, edits)
+    if not plans:
+        return ParameterChangeResult(tuple(e.param for e in edits), (), (), (), (), None)
+
+    # ---- write: nothing below raises a domain error.
+    changes = _apply_plans(plans, now)
+    edited = [c for c in changes if c.cause == "edit"]
+    recomputed = [c for c in changes if c.cause == "recompute"]
+    await _write_dependencies(session, state, [(p, d) for p, d, _ in plans if "formula" in d])
     req_changes = _evaluate_rules(rules, state, now)
     flipped = {c.id: c for c in req_changes if c.compliance_changed}
-    changed_params = {c.id: c for c in (*edited, *recomputed) if _content_changed(c)}
+    changed_params = {c.id: c for c in changes if _content_changed(c)}
     suspect_ids = await _mark_suspect(session, state.project_id, changed_params, flipped)
 
     event = await append_event(
@@ -571,7 +620,7 @@ async def apply_edits(
         },
         actor_id=actor.user_id,
     )
-    for change in (*edited, *recomputed):
+    for change in changes:
         p = change.parameter
         session.add(
             ParameterVersion(

@@ -129,8 +129,14 @@ class Project(relay.Node):
     async def components(
         self,
         info: GQLInfo,
-        filter: Annotated[ComponentFilter, strawberry.lazy("app.components.schema")] | None = None,
-        order_by: Annotated[ComponentOrder, strawberry.lazy("app.components.schema")] | None = None,
+        filter: Annotated[
+            Annotated[ComponentFilter, strawberry.lazy("app.components.schema")] | None,
+            strawberry.argument(description="Narrow the list; all conditions must hold."),
+        ] = None,
+        order_by: Annotated[
+            Annotated[ComponentOrder, strawberry.lazy("app.components.schema")] | None,
+            strawberry.argument(description="Sort key and direction; ties break by id."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -162,7 +168,10 @@ class Project(relay.Node):
     async def connectors(
         self,
         info: GQLInfo,
-        filter: Annotated[ConnectorFilter, strawberry.lazy("app.components.schema")] | None = None,
+        filter: Annotated[
+            Annotated[ConnectorFilter, strawberry.lazy("app.components.schema")] | None,
+            strawberry.argument(description="Narrow the list; all conditions must hold."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -178,8 +187,14 @@ class Project(relay.Node):
     async def parameters(
         self,
         info: GQLInfo,
-        filter: Annotated[ParameterFilter, strawberry.lazy("app.parameters.schema")] | None = None,
-        order_by: Annotated[ParameterOrder, strawberry.lazy("app.parameters.schema")] | None = None,
+        filter: Annotated[
+            Annotated[ParameterFilter, strawberry.lazy("app.parameters.schema")] | None,
+            strawberry.argument(description="Narrow the list; all conditions must hold."),
+        ] = None,
+        order_by: Annotated[
+            Annotated[ParameterOrder, strawberry.lazy("app.parameters.schema")] | None,
+            strawberry.argument(description="Sort key and direction; ties break by id."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -203,10 +218,14 @@ class Project(relay.Node):
     async def requirements(
         self,
         info: GQLInfo,
-        filter: Annotated[RequirementFilter, strawberry.lazy("app.requirements.schema")]
-        | None = None,
-        order_by: Annotated[RequirementOrder, strawberry.lazy("app.requirements.schema")]
-        | None = None,
+        filter: Annotated[
+            Annotated[RequirementFilter, strawberry.lazy("app.requirements.schema")] | None,
+            strawberry.argument(description="Narrow the list; all conditions must hold."),
+        ] = None,
+        order_by: Annotated[
+            Annotated[RequirementOrder, strawberry.lazy("app.requirements.schema")] | None,
+            strawberry.argument(description="Sort key and direction; ties break by id."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -273,7 +292,10 @@ class Project(relay.Node):
     async def audit_log(
         self,
         info: GQLInfo,
-        filter: Annotated[AuditLogFilter, strawberry.lazy("app.audit.schema")] | None = None,
+        filter: Annotated[
+            Annotated[AuditLogFilter, strawberry.lazy("app.audit.schema")] | None,
+            strawberry.argument(description="Narrow the list; all conditions must hold."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,
@@ -316,8 +338,14 @@ class ProjectQuery:
     async def projects(
         self,
         info: GQLInfo,
-        filter: ProjectFilter | None = None,
-        order_by: ProjectOrder | None = None,
+        filter: Annotated[
+            ProjectFilter | None,
+            strawberry.argument(description="Narrow the list; all conditions must hold."),
+        ] = None,
+        order_by: Annotated[
+            ProjectOrder | None,
+            strawberry.argument(description="Sort key and direction; ties break by id."),
+        ] = None,
         first: First = None,
         after: After = None,
         last: Last = None,

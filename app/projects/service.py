@@ -61,9 +61,7 @@ async def project_create(
     description = clean_text(
         description, field="description", max_length=MAX_DESCRIPTION, allow_empty=True
     )
-    await _check_name_free(
-        session, organization_id=actor.organization_id, name=name, exclude=None
-    )
+    await _check_name_free(session, organization_id=actor.organization_id, name=name, exclude=None)
     project = Project(
         id=uuid.uuid4(),
         organization_id=actor.organization_id,
@@ -112,7 +110,7 @@ async def project_update(
     now = await lock_project(session, project_id)
     project = await _load_project(session, project_id)
     changes: dict[str, object] = {}
-    if not isinstance(name, Unset):
+    if name is not UNSET:
         changes["name"] = clean_text(name, field="name", max_length=MAX_NAME)
         await _check_name_free(
             session,
@@ -120,7 +118,7 @@ async def project_update(
             name=str(changes["name"]),
             exclude=project.id,
         )
-    if not isinstance(description, Unset):
+    if description is not UNSET:
         changes["description"] = clean_text(
             description, field="description", max_length=MAX_DESCRIPTION, allow_empty=True
         )
