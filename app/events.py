@@ -52,7 +52,7 @@ def event_dict(event: ProjectEvent) -> dict[str, Any]:
 
 
 def event_json(event: ProjectEvent) -> bytes:
-    return orjson.dumps(event_dict(event))
+    return orjson.dumps(jsonable(event_dict(event)))
 
 
 async def append_event(

@@ -7,7 +7,6 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -17,16 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.auth import service as auth_service
 from app.auth.errors import InvalidToken
 from app.db import make_engine, make_sessionmaker
 from app.embedded import EmbeddedServices, start_embedded
-from app.graphql.context import Context
+from app.graphql.http import ThreadlineGraphQL
 from app.graphql.schema import build_schema
+from app.live import Hub
 from app.logging_setup import request_id_var
 from app.settings import Settings, get_settings
 
@@ -70,21 +68,6 @@ def _unauthenticated(message: str) -> Response:
         media_type="application/json",
         headers={"WWW-Authenticate": 'Bearer realm="threadline"'},
     )
-
-
-class ThreadlineGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI view with our context and bearer-token authentication."""
-
-    async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
-        state = request.app.state
-        return Context(
-            request=request,
-            settings=state.settings,
-            sessionmaker=state.sessionmaker,
-            request_id=request.scope.get("state", {}).get("request_id", uuid.uuid4().hex),
-            principal=request.scope.get("state", {}).get("principal"),
-            response=response,
-        )
 
 
 class BearerAuth:
@@ -165,9 +148,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.redis = aioredis.from_url(redis_url)
+        app.state.hub = Hub(redis_url=redis_url, sessionmaker=app.state.sessionmaker)
+        await app.state.hub.start()
         try:
             yield
         finally:
+            await app.state.hub.stop()
             await app.state.redis.aclose()
             await engine.dispose()
             if embedded is not None:
@@ -176,7 +162,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     graphql_endpoint = BearerAuth(graphql_app)
     app = Starlette(
         routes=[
-            Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+            # Every method reaches the view: it answers 405 (with Allow) in GraphQL's shape.
+            Route("/graphql", graphql_endpoint),
             WebSocketRoute("/graphql", graphql_app),
             Route("/healthz", healthz),
             Route("/readyz", readyz),

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import RequestMeta, jsonable, record
 from app.auth import errors as auth_errors
 from app.auth.access import require_role
 from app.auth.principal import Principal
-from app.errors import Forbidden, NotFound, ValidationError
+from app.errors import CycleDetected, Forbidden, NotFound, ValidationError
 from app.events import append_event
 from app.projects.models import ProjectEvent
 
@@ -243,3 +244,66 @@ def check_json_object(
         raise ValidationError(f"{field} is larger than {max_bytes} bytes", field=field)
     result: dict[str, Any] = jsonable(value)
     return result
+
+
+async def ancestor_chain(
+    session: AsyncSession, model: Any, label: Any, start_id: uuid.UUID, *, limit: int = 10_000
+) -> list[tuple[uuid.UUID, str]]:
+    """``[(id, label), ...]`` from ``start_id`` up to its root (one recursive query).
+
+    ``model`` is a tree table (``id``, ``parent_id``); ``label`` its natural-key column.
+    ``limit`` bounds the walk even if the stored tree were already cyclic.
+    """
+    base = (
+        select(model.id, model.parent_id, label.label("label"), literal(1).label("depth"))
+        .where(model.id == start_id)
+        .cte("chain", recursive=True)
+    )
+    chain = base.union_all(
+        select(model.id, model.parent_id, label.label("label"), base.c.depth + 1).where(
+            model.id == base.c.parent_id, base.c.depth < limit
+        )
+    )
+    rows = await session.execute(select(chain.c.id, chain.c.label).order_by(chain.c.depth))
+    return [(row[0], row[1]) for row in rows]
+
+
+async def check_reparent(
+    session: AsyncSession,
+    *,
+    model: Any,
+    label: Any,
+    object_id: uuid.UUID,
+    object_label: str,
+    new_parent_id: uuid.UUID,
+    field: str,
+) -> None:
+    """CycleDetected if ``new_parent_id`` is the object or one of its descendants."""
+    chain = await ancestor_chain(session, model, label, new_parent_id)
+    ids = [node_id for node_id, _ in chain]
+    if object_id in ids:
+        # X moved under P, whose ancestors lead back to X: X -> P -> ... -> X.
+        loop = [name for _, name in chain[: ids.index(object_id)]]
+        path = [object_label, *loop, object_label]
+        raise CycleDetected(
+            "the new parent is the object itself or below it: " + " -> ".join(path),
+            path=path,
+            field=field,
+        )
+
+
+_KEY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*", re.ASCII)
+
+
+def check_key(value: str, *, field: str, max_length: int) -> str:
+    """A natural key (tag, requirement key): letters, digits, ``_ . -``; no leading symbol."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string", field=field)
+    value = value.strip()
+    if not _KEY_RE.fullmatch(value) or len(value) > max_length:
+        raise ValidationError(
+            f"{field} {value!r} must start with a letter or digit, continue with letters, "
+            f"digits, '_', '.' or '-', and have at most {max_length} characters",
+            field=field,
+        )
+    return value

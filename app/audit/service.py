@@ -30,9 +30,16 @@ class RequestMeta:
 SYSTEM_META = RequestMeta()
 
 
+def _default(value: Any) -> Any:
+    # asyncpg returns its own UUID subclass, which orjson does not recognise.
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def jsonable(value: Any) -> Any:
     """Plain JSON data (UUIDs and datetimes as strings) for JSONB columns and events."""
-    return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    return orjson.loads(orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS))
 
 
 def _clean_ip(ip: str | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,23 @@ from app.settings import Settings
 
 
 @dataclass
+class OperationState:
+    """Session, loaders and visibility of one unit of work inside a long-lived
+    connection: each subscription event gets fresh ones, so nothing is stale."""
+
+    session: AsyncSession
+    loaders: Any = None
+    visible: dict[uuid.UUID, str] | None = None
+
+
+# Set by subscription generators before yielding an event; contextvars follow the
+# consumer task (and tasks it spawns), so every resolver of that event sees it.
+current_operation: ContextVar[OperationState | None] = ContextVar(
+    "current_operation", default=None
+)
+
+
+@dataclass
 class Context:
     request: Request | WebSocket
     settings: Settings
@@ -24,6 +42,10 @@ class Context:
     principal: Principal | None = None
     response: Any = None
     redis: Any = None
+    hub: Any = None
+    connection_params: Any = None
+    # Active subscriptions on this WebSocket connection (capped).
+    subscriptions: int = 0
     # Set by a resolver that returned a typed error: the operation must not commit.
     rollback_only: bool = False
     _session: AsyncSession | None = None
@@ -33,6 +55,9 @@ class Context:
     @property
     def session(self) -> AsyncSession:
         """The operation's session, opened on first use (one transaction per operation)."""
+        op = current_operation.get()
+        if op is not None:
+            return op.session
         if self._session is None:
             self._session = self.sessionmaker()
             if self.redis is not None:
@@ -46,17 +71,32 @@ class Context:
 
     @property
     def loaders(self) -> Loaders:
+        op = current_operation.get()
+        if op is not None:
+            if op.loaders is None:
+                op.loaders = Loaders(self)
+            return op.loaders  # type: ignore[no-any-return]
         if self._loaders is None:
             self._loaders = Loaders(self)
         return self._loaders
 
     async def visible_projects(self) -> dict[uuid.UUID, str]:
         """``{project_id: role}`` the caller may see; computed once per operation."""
-        if self._visible is None:
-            from app.auth.access import visible_projects
+        from app.auth.access import visible_projects
 
+        op = current_operation.get()
+        if op is not None:
+            if op.visible is None:
+                op.visible = await visible_projects(op.session, principal=self.principal)
+            return op.visible
+        if self._visible is None:
             self._visible = await visible_projects(self.session, principal=self.principal)
         return self._visible
+
+    def reset_operation(self) -> None:
+        self._session = None
+        self._loaders = None
+        self._visible = None
 
     def forget_visibility(self) -> None:
         """After a mutation changed memberships, recompute on next use."""

@@ -29,6 +29,9 @@ class UnitOfWork(SchemaExtension):
         context = self.execution_context.context
         if not isinstance(context, Context) or not context.has_session:
             return
+        if self.execution_context.operation_type == OperationType.SUBSCRIPTION:
+            # Subscriptions use a fresh session per event (see app.graphql.subscriptions).
+            return
         session = context.session
         result = self.execution_context.result
         is_mutation = self.execution_context.operation_type == OperationType.MUTATION
@@ -42,6 +45,8 @@ class UnitOfWork(SchemaExtension):
                 await session.rollback()
         finally:
             await session.close()
+            # A WebSocket connection runs many operations on one context.
+            context.reset_operation()
 
 
 def should_mask(error: GraphQLError) -> bool:

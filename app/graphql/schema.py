@@ -21,6 +21,8 @@ from strawberry.types import ExecutionContext, Info
 from app.auth.schema import AuthMutation, AuthQuery, User
 from app.graphql.context import Context
 from app.graphql.extensions import UnitOfWork, should_mask
+from app.graphql.subscriptions import Subscription
+from app.parameters.mutations import ParameterMutation
 from app.projects.schema import Project, ProjectQuery
 from app.settings import Settings, get_settings
 
@@ -56,7 +58,7 @@ class Query(AuthQuery, ProjectQuery):
 
 
 @strawberry.type(description="Every change to the thread; each takes one `input`.")
-class Mutation(AuthMutation):
+class Mutation(AuthMutation, ParameterMutation):
     pass
 
 
@@ -121,7 +123,11 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Internal server error."),
     ]
     return ThreadlineSchema(
-        query=Query, mutation=Mutation, extensions=extensions, types=_node_types()
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        types=_node_types(),
     )
 
 

@@ -210,7 +210,7 @@ def evaluate_formula(
         return float(U.from_si(result, unit))
     except EngineError as exc:
         raise EvaluationFailed(
-            f"{symbol} = {formula.text} cannot be evaluated: {exc.message}",
+            f"{symbol}: {exc.message}",
             symbol=symbol,
             field=field,
         ) from None

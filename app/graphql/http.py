@@ -1,0 +1,436 @@
+"""GraphQL over HTTP, per the GraphQL-over-HTTP spec (graphql.github.io/graphql-over-http).
+
+Strawberry's ASGI view handles WebSockets (``graphql-transport-ws``) and GraphiQL,
+but its HTTP path knows neither ``application/graphql-response+json`` nor the
+spec's status codes. :class:`ThreadlineGraphQL` keeps strawberry for the WebSocket
+path and the IDE and replaces the HTTP pipeline:
+
+* ``POST`` with an ``application/json`` body (UTF-8); ``GET`` with URL query
+  parameters, for queries only — a mutation over GET is ``405`` with
+  ``Allow: POST``. Subscriptions are WebSocket-only. Other methods: ``405``.
+* ``GET`` from a browser (``Accept: text/html``) without ``query`` serves GraphiQL.
+* The response media type is negotiated from ``Accept``:
+  ``application/graphql-response+json`` when the client names it (and does not
+  prefer ``application/json`` by q-value); ``application/json`` when the header
+  is absent, a wildcard, or names it; ``406`` when neither is acceptable.
+  ``Content-Type`` always carries ``charset=utf-8``.
+* A malformed HTTP request (unreadable JSON, non-object body, ``query`` missing
+  or not a string, ``operationName`` not a string, ``variables``/``extensions``
+  not objects) is ``400``; an unsupported request ``Content-Type`` is ``415``.
+* A GraphQL *request error* (syntax error, validation error including the
+  depth/alias/token limits, unknown operation name, variable coercion failure)
+  is answered with ``{"errors": [...]}`` and no ``data`` entry: ``400`` under
+  ``application/graphql-response+json``, ``200`` under ``application/json``
+  (the spec's legacy rules). An error that stopped the operation for reasons of
+  the server's own (an unexpected exception outside any resolver) is a masked
+  ``500``. Field errors (they carry a ``path``) are ``200`` with ``data``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+from strawberry.types.unset import UNSET, UnsetType
+
+from app.graphql.context import Context
+
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+APPLICATION_JSON = "application/json"
+# The message the schema's MaskErrors extension puts on unexpected errors.
+INTERNAL_ERROR_MESSAGE = "Internal server error."
+
+_ALLOWED_OPERATIONS: dict[str, frozenset[OperationType]] = {
+    "GET": frozenset({OperationType.QUERY}),
+    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION}),
+}
+_UTF8 = frozenset({"utf-8", "utf8"})
+
+
+@dataclass
+class HTTPError(Exception):
+    """A request refused before (or instead of) GraphQL execution."""
+
+    status: int
+    message: str
+    code: str = "BAD_REQUEST"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphQLParams:
+    """The GraphQL request parameters of one HTTP request, already validated."""
+
+    query: str
+    operation_name: str | None = None
+    variables: dict[str, Any] | None = None
+    extensions: dict[str, Any] | None = None
+
+
+# --- content negotiation --------------------------------------------------------
+
+
+def _media_ranges(accept: str) -> list[tuple[str, str, float]]:
+    """``Accept`` as ``(type, subtype, q)`` triples; malformed ranges are skipped."""
+    ranges: list[tuple[str, str, float]] = []
+    for item in accept.split(","):
+        media, *params = item.split(";")
+        type_, sep, subtype = media.strip().lower().partition("/")
+        if not sep or not type_ or not subtype:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = min(max(float(value.strip()), 0.0), 1.0)
+                except ValueError:
+                    q = 0.0
+        ranges.append((type_, subtype, q))
+    return ranges
+
+
+def _quality(ranges: list[tuple[str, str, float]], media_type: str) -> tuple[float, bool]:
+    """The q-value of ``media_type`` from its most specific matching range (RFC 9110 §12.5.1).
+
+    Also tells whether that range names the type exactly (not by a wildcard).
+    """
+    type_, _, subtype = media_type.partition("/")
+    best_specificity, q = -1, 0.0
+    for r_type, r_subtype, r_q in ranges:
+        if (r_type, r_subtype) == (type_, subtype):
+            specificity = 2
+        elif r_type == type_ and r_subtype == "*":
+            specificity = 1
+        elif (r_type, r_subtype) == ("*", "*"):
+            specificity = 0
+        else:
+            continue
+        if specificity > best_specificity or (specificity == best_specificity and r_q > q):
+            best_specificity, q = specificity, r_q
+    return q, best_specificity == 2
+
+
+def negotiate(accept: str | None) -> str | None:
+    """The response media type for an ``Accept`` header, or None when nothing fits.
+
+    ``application/graphql-response+json`` only when the client names it and does not
+    rank ``application/json`` higher; a missing header or a bare wildcard means
+    ``application/json`` — what the spec asks of servers for legacy clients.
+    """
+    if accept is None or not accept.strip():
+        return APPLICATION_JSON
+    ranges = _media_ranges(accept)
+    q_graphql, named = _quality(ranges, GRAPHQL_RESPONSE_JSON)
+    q_json, _ = _quality(ranges, APPLICATION_JSON)
+    if named and q_graphql > 0 and q_graphql >= q_json:
+        return GRAPHQL_RESPONSE_JSON
+    if q_json > 0:
+        return APPLICATION_JSON
+    if q_graphql > 0:
+        return GRAPHQL_RESPONSE_JSON
+    return None
+
+
+# --- request parsing ------------------------------------------------------------
+
+
+def _content_type(header: str) -> tuple[str, dict[str, str]]:
+    media, *raw_params = header.split(";")
+    params: dict[str, str] = {}
+    for raw in raw_params:
+        name, _, value = raw.partition("=")
+        params[name.strip().lower()] = value.strip().strip('"').lower()
+    return media.strip().lower(), params
+
+
+def _bad_request(message: str) -> HTTPError:
+    return HTTPError(400, message)
+
+
+def _validated(
+    query: object, operation_name: object, variables: object, extensions: object
+) -> GraphQLParams:
+    if query is None or query == "":
+        raise _bad_request("Missing the `query` parameter: send a GraphQL document.")
+    if not isinstance(query, str):
+        raise _bad_request("The `query` parameter must be a string.")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise _bad_request("The `operationName` parameter must be a string or null.")
+    if variables is not None and not isinstance(variables, dict):
+        raise _bad_request("The `variables` parameter must be a JSON object or null.")
+    if extensions is not None and not isinstance(extensions, dict):
+        raise _bad_request("The `extensions` parameter must be a JSON object or null.")
+    return GraphQLParams(
+        query=query, operation_name=operation_name, variables=variables, extensions=extensions
+    )
+
+
+def _json_param(request: Request, name: str) -> object:
+    """A GET parameter holding URL-encoded JSON (``variables``, ``extensions``)."""
+    raw = _single_param(request, name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise _bad_request(f"The `{name}` parameter is not valid JSON.") from None
+
+
+def _single_param(request: Request, name: str) -> str | None:
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise _bad_request(f"The `{name}` parameter was given more than once.")
+    return values[0] if values else None
+
+
+def params_from_get(request: Request) -> GraphQLParams:
+    return _validated(
+        _single_param(request, "query"),
+        _single_param(request, "operationName"),
+        _json_param(request, "variables"),
+        _json_param(request, "extensions"),
+    )
+
+
+async def params_from_post(request: Request) -> GraphQLParams:
+    header = request.headers.get("content-type")
+    if header is None:
+        raise HTTPError(
+            415,
+            "Missing Content-Type: send the GraphQL request as application/json.",
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
+    media_type, params = _content_type(header)
+    if media_type != APPLICATION_JSON:
+        raise HTTPError(
+            415,
+            f"Unsupported Content-Type {media_type!r}: send the GraphQL request as "
+            "application/json.",
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
+    if params.get("charset", "utf-8") not in _UTF8:
+        raise HTTPError(
+            415,
+            f"Unsupported charset {params['charset']!r}: the body must be UTF-8.",
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
+    body = await request.body()
+    if not body.strip():
+        raise _bad_request("The request body is empty: send a JSON object with a `query`.")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise _bad_request("The request body is not valid JSON (UTF-8).") from None
+    if not isinstance(data, dict):
+        raise _bad_request("The request body must be a JSON object (batching is not supported).")
+    return _validated(
+        data.get("query"), data.get("operationName"), data.get("variables"), data.get("extensions")
+    )
+
+
+# --- responses ------------------------------------------------------------------
+
+
+def dumps(data: object) -> bytes:
+    """orjson, with the standard library as a fallback for what it refuses (huge ints)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _error_body(message: str, code: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+def _is_internal(error: GraphQLError) -> bool:
+    """An error of the server's own making (masked, or not a deliberate GraphQL error)."""
+    original = error.original_error
+    unexpected = original is not None and not isinstance(original, GraphQLError)
+    return unexpected or error.message == INTERNAL_ERROR_MESSAGE
+
+
+def classify(result: ExecutionResult) -> tuple[dict[str, Any], int]:
+    """The GraphQL response body for a result and its status under graphql-response+json.
+
+    Without ``data`` and with no error inside execution (errors without ``path``) the
+    operation never ran: a request error (400), or a server error (500) when one of
+    the errors is an unexpected exception. Anything else ran and is 200.
+    """
+    errors = result.errors or []
+    if result.data is None and errors and not any(e.path for e in errors):
+        if any(_is_internal(e) for e in errors):
+            # Masked here too: such an error can escape MaskErrors when an extension's
+            # exit (e.g. the commit) raises after MaskErrors already ran.
+            return _error_body(INTERNAL_ERROR_MESSAGE, "INTERNAL_SERVER_ERROR"), 500
+        return {"errors": [e.formatted for e in errors]}, 400
+    body: dict[str, Any] = {}
+    if errors:
+        body["errors"] = [e.formatted for e in errors]
+    body["data"] = result.data
+    if result.extensions:
+        body["extensions"] = result.extensions
+    return body, 200
+
+
+# --- the view -------------------------------------------------------------------
+
+
+class ThreadlineGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our context, and a spec-compliant HTTP pipeline."""
+
+    async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
+        state = request.app.state
+        return Context(
+            request=request,
+            settings=state.settings,
+            sessionmaker=state.sessionmaker,
+            request_id=request.scope.get("state", {}).get("request_id", uuid.uuid4().hex),
+            principal=request.scope.get("state", {}).get("principal"),
+            response=response,
+            redis=getattr(state, "redis", None),
+            hub=getattr(state, "hub", None),
+        )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        from app.graphql.subscriptions import authenticate_connection
+
+        try:
+            await authenticate_connection(context)
+        except PermissionError as exc:
+            # graphql-transport-ws: close 4403 Forbidden.
+            raise ConnectionRejectionError({"reason": str(exc)}) from exc
+        unset: UnsetType = UNSET
+        return unset
+
+    def encode_json(self, data: object) -> str:
+        # Used by strawberry for WebSocket messages: must stay text (a bytes value
+        # would go out as a binary frame, which graphql-transport-ws forbids).
+        return dumps(data).decode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        response = await self.handle_http(request)
+        await response(scope, receive, send)
+
+    def wants_graphql_ide(self, request: Request) -> bool:
+        accept = request.headers.get("accept", "")
+        return (
+            request.method == "GET"
+            and "query" not in request.query_params
+            and ("text/html" in accept or "*/*" in accept)
+        )
+
+    async def handle_http(self, request: Request) -> Response:
+        if request.method == "GET" and self.graphql_ide and self.wants_graphql_ide(request):
+            response = await self.render_graphql_ide(request)
+            response.headers["vary"] = "Accept"
+            return response
+        media_type = negotiate(request.headers.get("accept"))
+        try:
+            if media_type is None:
+                raise HTTPError(
+                    406,
+                    f"Not acceptable: this endpoint responds with {GRAPHQL_RESPONSE_JSON} "
+                    f"or {APPLICATION_JSON}.",
+                    "NOT_ACCEPTABLE",
+                )
+            if request.method == "GET" and not self.allow_queries_via_get:
+                raise HTTPError(
+                    405,
+                    "GraphQL over GET is disabled: send operations with POST.",
+                    "METHOD_NOT_ALLOWED",
+                    {"allow": "POST"},
+                )
+            if request.method == "GET":
+                params = params_from_get(request)
+            elif request.method == "POST":
+                params = await params_from_post(request)
+            else:
+                raise HTTPError(
+                    405,
+                    f"Method {request.method} is not allowed: use POST (or GET for queries).",
+                    "METHOD_NOT_ALLOWED",
+                    {"allow": "GET, POST"},
+                )
+            return await self.execute_http(request, params, media_type)
+        except HTTPError as exc:
+            return self.json_response(
+                _error_body(exc.message, exc.code),
+                exc.status,
+                media_type or APPLICATION_JSON,
+                exc.headers,
+            )
+
+    async def execute_http(
+        self, request: Request, params: GraphQLParams, media_type: str
+    ) -> Response:
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        try:
+            result = await self.schema.execute(
+                params.query,
+                variable_values=params.variables,
+                context_value=context,
+                root_value=None,
+                operation_name=params.operation_name,
+                allowed_operation_types=_ALLOWED_OPERATIONS[request.method],
+                operation_extensions=params.extensions,
+            )
+        except InvalidOperationTypeError as exc:
+            if exc.operation_type == OperationType.MUTATION:
+                raise HTTPError(
+                    405,
+                    "Mutations are not allowed over GET: send them with POST.",
+                    "METHOD_NOT_ALLOWED",
+                    {"allow": "POST"},
+                ) from None
+            message = "Subscriptions are served over WebSocket (graphql-transport-ws) only."
+            result = ExecutionResult(data=None, errors=[GraphQLError(message)])
+        except CannotGetOperationTypeError as exc:
+            result = ExecutionResult(data=None, errors=[GraphQLError(exc.as_http_error_reason())])
+        except MissingQueryError:  # _validated already refuses this; kept as a guard
+            raise _bad_request("Missing the `query` parameter.") from None
+
+        body, status = classify(result)
+        if media_type == APPLICATION_JSON and status == 400:
+            status = 200  # legacy rule: a well-formed request's GraphQL errors are 200
+        response = self.json_response(body, status, media_type)
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
+
+    @staticmethod
+    def json_response(
+        body: object, status: int, media_type: str, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        return Response(
+            dumps(body),
+            status_code=status,
+            headers={
+                "content-type": f"{media_type}; charset=utf-8",
+                "vary": "Accept",
+                **(headers or {}),
+            },
+        )
