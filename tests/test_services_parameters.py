@@ -18,7 +18,7 @@ from app.demo.model import demo_model
 from app.errors import DomainError
 from app.parameters.errors import UnknownSymbol
 from app.parameters.models import Parameter, ParameterDependency, ParameterVersion
-from app.parameters.recompute import ParameterChangeResult
+from app.parameters.results import ParameterChangeResult
 from app.parameters.service import (
     ParameterValueInput,
     parameter_create,
@@ -273,6 +273,7 @@ async def test_twenty_concurrent_updates_with_one_expected_version_one_wins(
     assert len(wins) == 1
     assert [e.code for e in losses] == ["VERSION_CONFLICT"] * 19
     winner_value = wins[0].edited[0].new_value
+    assert isinstance(winner_value, float)
     assert all(e.details()["current_version"] == 2 for e in losses)
     row = await param(sessionmaker, pid, "x1")
     assert (row.version, row.value_number) == (2, winner_value)

@@ -291,7 +291,8 @@ async def test_events_publish_to_redis_only_after_commit(
     pubsub = client.pubsub()
     try:
         await pubsub.subscribe(channel(team.project_id))
-        assert (await pubsub.get_message(timeout=2))["type"] == "subscribe"  # type: ignore[index]
+        subscribed = await pubsub.get_message(timeout=2)
+        assert subscribed is not None and subscribed["type"] == "subscribe"
         async with sessionmaker() as s:
             s.info["redis"] = client
             result = await parameter_update(
@@ -355,5 +356,5 @@ async def test_events_publish_to_redis_only_after_commit(
             ).all()
         assert replay == list(range(1, (seq or 0) + 1))  # gap-free, durable for replay
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await client.aclose()

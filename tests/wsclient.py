@@ -16,6 +16,7 @@ class GqlWs:
         self.conn = conn
         self._ids = itertools.count(1)
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
+        self._control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read())
         self.closed: asyncio.Future[tuple[int | None, str]] = (
             asyncio.get_running_loop().create_future()
@@ -36,12 +37,11 @@ class GqlWs:
         client = cls(conn)
         return client
 
-    async def acked(self, timeout: float = 5) -> bool:
-        msg = await asyncio.wait_for(self._control.get(), timeout)
+    async def acked(self, wait: float = 5) -> bool:
+        msg = await asyncio.wait_for(self._control.get(), wait)
         return msg.get("type") == "connection_ack"
 
     async def _read(self) -> None:
-        self._control: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         try:
             async for raw in self.conn:
                 msg = orjson.loads(raw)
@@ -55,9 +55,8 @@ class GqlWs:
         except websockets.ConnectionClosed:
             pass
         finally:
-            rcvd = self.conn.close_rcvd
             if not self.closed.done():
-                self.closed.set_result((rcvd.code if rcvd else None, rcvd.reason if rcvd else ""))
+                self.closed.set_result((self.conn.close_code, self.conn.close_reason or ""))
 
     async def subscribe(self, query: str, variables: dict[str, Any] | None = None) -> str:
         op_id = str(next(self._ids))
@@ -73,12 +72,12 @@ class GqlWs:
         )
         return op_id
 
-    async def next(self, op_id: str, timeout: float = 10) -> dict[str, Any]:
+    async def next(self, op_id: str, wait: float = 10) -> dict[str, Any]:
         """The next message of the operation (type next, error or complete)."""
-        return await asyncio.wait_for(self.queues[op_id].get(), timeout)
+        return await asyncio.wait_for(self.queues[op_id].get(), wait)
 
-    async def data(self, op_id: str, timeout: float = 10) -> Any:
-        msg = await self.next(op_id, timeout)
+    async def data(self, op_id: str, wait: float = 10) -> Any:
+        msg = await self.next(op_id, wait)
         assert msg["type"] == "next", msg
         assert not msg["payload"].get("errors"), msg
         return msg["payload"]["data"]

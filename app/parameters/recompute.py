@@ -13,9 +13,9 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import Table, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import RequestMeta, record
@@ -35,7 +35,11 @@ from app.parameters.errors import (
 from app.parameters.formula import Formula, check_dimensions, evaluate, parse
 from app.parameters.graph import ParameterGraph
 from app.parameters.models import Parameter, ParameterDependency, ParameterVersion
-from app.projects.models import ProjectEvent
+
+# Re-exported: callers import the result types from here or from app.parameters.results.
+from app.parameters.results import ParameterChangeResult as ParameterChangeResult
+from app.parameters.results import ParameterValueChange as ParameterValueChange
+from app.parameters.results import RequirementComplianceChange as RequirementComplianceChange
 from app.requirements.compliance import ParameterValue, evaluate_rule
 from app.requirements.models import Requirement, TraceLink
 from app.service_support import (
@@ -214,108 +218,6 @@ def evaluate_formula(
             symbol=symbol,
             field=field,
         ) from None
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, slots=True)
-class ParameterValueChange:
-    """One written parameter: its value/unit/version before and after."""
-
-    parameter: Parameter
-    cause: str  # "edit" | "recompute"
-    old_value: ParameterValue
-    new_value: ParameterValue
-    old_unit: str
-    unit: str
-    old_version: int
-    version: int
-    changes: dict[str, list[Any]]  # {field: [old, new]}, as in the audit row
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.parameter.id
-
-    @property
-    def symbol(self) -> str:
-        return self.parameter.symbol
-
-    def as_payload(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "symbol": self.symbol,
-            "old_value": self.old_value,
-            "new_value": self.new_value,
-            "old_unit": self.old_unit,
-            "unit": self.unit,
-            "old_version": self.old_version,
-            "version": self.version,
-            "formula": self.parameter.formula,
-            "changes": self.changes,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class RequirementComplianceChange:
-    """A rule requirement whose compliance or margin moved."""
-
-    requirement: Requirement
-    old_compliance: str
-    new_compliance: str
-    old_margin: float | None
-    new_margin: float | None
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.requirement.id
-
-    @property
-    def key(self) -> str:
-        return self.requirement.key
-
-    @property
-    def compliance_changed(self) -> bool:
-        return self.old_compliance != self.new_compliance
-
-    def as_payload(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "key": self.key,
-            "old_compliance": self.old_compliance,
-            "new_compliance": self.new_compliance,
-            "old_margin": self.old_margin,
-            "new_margin": self.new_margin,
-            "unit": self.requirement.rule_unit,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ParameterChangeResult:
-    """What one parameter operation changed (also the ``parameter.changed`` payload).
-
-    ``parameters`` are the operation's targets in input order (also when unchanged);
-    ``event`` is None when the operation changed nothing.
-    """
-
-    parameters: tuple[Parameter, ...]
-    edited: tuple[ParameterValueChange, ...]
-    recomputed: tuple[ParameterValueChange, ...]
-    requirements: tuple[RequirementComplianceChange, ...]
-    suspect_link_ids: tuple[uuid.UUID, ...]
-    event: ProjectEvent | None
-
-    @property
-    def parameter(self) -> Parameter:
-        return self.parameters[0]
-
-    @property
-    def compliance_changes(self) -> tuple[RequirementComplianceChange, ...]:
-        return tuple(r for r in self.requirements if r.compliance_changed)
-
-    @property
-    def sequence(self) -> int | None:
-        return self.event.sequence if self.event else None
 
 
 # --------------------------------------------------------------------------- edits
@@ -620,23 +522,28 @@ async def apply_edits(
         },
         actor_id=actor.user_id,
     )
+    # One multi-row INSERT (nothing to read back), not one ORM round trip per row.
+    await session.execute(
+        insert(cast(Table, ParameterVersion.__table__)),
+        [
+            {
+                "id": uuid.uuid4(),
+                "parameter_id": c.parameter.id,
+                "version": c.parameter.version,
+                "value_number": c.parameter.value_number,
+                "value_bool": c.parameter.value_bool,
+                "value_text": c.parameter.value_text,
+                "unit": c.parameter.unit,
+                "formula": c.parameter.formula,
+                "cause": c.cause,
+                "actor_id": actor.user_id,
+                "event_sequence": event.sequence,
+            }
+            for c in changes
+        ],
+    )
     for change in changes:
         p = change.parameter
-        session.add(
-            ParameterVersion(
-                id=uuid.uuid4(),
-                parameter_id=p.id,
-                version=p.version,
-                value_number=p.value_number,
-                value_bool=p.value_bool,
-                value_text=p.value_text,
-                unit=p.unit,
-                formula=p.formula,
-                cause=change.cause,
-                actor_id=actor.user_id,
-                event_sequence=event.sequence,
-            )
-        )
         record(
             session,
             actor=actor,

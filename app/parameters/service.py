@@ -36,10 +36,7 @@ from app.parameters.models import VALUE_KINDS, Parameter, ParameterDependency, P
 from app.parameters.recompute import (
     MAX_NAME,
     Edit,
-    ParameterChangeResult,
-    ParameterValueChange,
     ProjectParameters,
-    RequirementComplianceChange,
     apply_edits,
     check_formula,
     coerce_value,
@@ -47,6 +44,11 @@ from app.parameters.recompute import (
     param_value,
     parse_unit_field,
     store_value,
+)
+from app.parameters.results import (
+    ParameterChangeResult,
+    ParameterValueChange,
+    RequirementComplianceChange,
 )
 from app.requirements.compliance import ParameterValue
 from app.requirements.models import Requirement, TraceLink
