@@ -287,3 +287,25 @@ class Factory:
 @pytest.fixture
 def factory(sessionmaker: async_sessionmaker[AsyncSession]) -> Factory:
     return Factory(sessionmaker)
+
+
+@dataclass
+class Demo:
+    token: str
+    project_id: uuid.UUID
+    user_id: uuid.UUID
+    org: str
+
+
+@pytest.fixture
+async def demo(sessionmaker: async_sessionmaker[AsyncSession]) -> Demo:
+    """A fresh copy of the smallsat demo in its own organization."""
+    from app.demo.load import load_demo
+
+    tag = uuid.uuid4().hex[:8]
+    async with sessionmaker() as s:
+        result = await load_demo(
+            s, secret_key=SECRET, email=f"demo-{tag}@example.test", organization=f"Demo {tag}"
+        )
+        await s.commit()
+    return Demo(result.token, result.project_id, result.user_id, f"Demo {tag}")

@@ -12,12 +12,13 @@ import pytest
 
 from app.embedded import EmbeddedRedis
 from tests.apiproc import api_process
-from tests.conftest import SECRET, Factory, LiveServer
+from tests.conftest import SECRET, Demo, Factory, LiveServer
 from tests.test_read_api import gid
-from tests.test_write_api import UPDATE, Demo, demo  # noqa: F401  (fixture)
+from tests.test_write_api import UPDATE
 from tests.wsclient import GqlWs
 
-PARAM_CHANGED = """subscription($p: ID!, $after: Int) { parameterChanged(projectId: $p, after: $after) {
+PARAM_CHANGED = """subscription($p: ID!, $after: Int) {
+  parameterChanged(projectId: $p, after: $after) {
   sequence edited { symbol newValue } recomputed { symbol oldValue newValue unit version }
   requirements { key oldCompliance newCompliance flipped } actor { email } } }"""
 EVENTS = """subscription($p: ID!, $after: Int) { projectEvents(projectId: $p, after: $after) {
@@ -25,7 +26,8 @@ EVENTS = """subscription($p: ID!, $after: Int) { projectEvents(projectId: $p, af
 
 
 async def _edit(base_url: str, demo: Demo, value: float, symbol: str = "m_payload") -> int:
-    q = """query($p: ID!, $s: String!) { project(id: $p) { parameter(symbol: $s) { id version } } }"""
+    q = """query($p: ID!, $s: String!) {
+      project(id: $p) { parameter(symbol: $s) { id version } } }"""
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as c:
         headers = {"Authorization": f"Bearer {demo.token}"}
         r = await c.post(

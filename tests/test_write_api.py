@@ -5,38 +5,16 @@ from __future__ import annotations
 import asyncio
 import math
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from app.audit.models import AuditEntry
-from app.demo.load import load_demo
 from app.parameters.models import Parameter, ParameterVersion
 from app.projects.models import ProjectEvent, ProjectMember
-from tests.conftest import SECRET, Factory, GraphQLCall
+from tests.conftest import Demo, Factory, GraphQLCall
 from tests.test_read_api import gid
-
-
-@dataclass
-class Demo:
-    token: str
-    project_id: uuid.UUID
-    user_id: uuid.UUID
-    org: str
-
-
-@pytest.fixture
-async def demo(sessionmaker: Any) -> Demo:
-    tag = uuid.uuid4().hex[:8]
-    async with sessionmaker() as s:
-        result = await load_demo(
-            s, secret_key=SECRET, email=f"demo-{tag}@example.test", organization=f"Demo {tag}"
-        )
-        await s.commit()
-    return Demo(result.token, result.project_id, result.user_id, f"Demo {tag}")
-
 
 PARAM = """query($p: ID!, $s: String!) { project(id: $p) { parameter(symbol: $s) {
   id version number unit } } }"""
