@@ -148,7 +148,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.redis = aioredis.from_url(redis_url)
-        app.state.hub = Hub(redis_url=redis_url, sessionmaker=app.state.sessionmaker)
+        app.state.hub = Hub(
+            redis_url=redis_url,
+            sessionmaker=app.state.sessionmaker,
+            queue_size=settings.live_queue_size,
+            tick_seconds=settings.live_tick_seconds,
+            auth_check_seconds=settings.live_auth_check_seconds,
+        )
         await app.state.hub.start()
         try:
             yield

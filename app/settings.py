@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     default_page_size: int = Field(default=50, ge=1, le=500)
     max_page_size: int = Field(default=500, ge=1, le=10_000)
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    max_subscriptions_per_connection: int = Field(default=20, ge=1, le=1000)
+    live_queue_size: int = Field(
+        default=1000, ge=1, description="Events buffered per subscriber before it catches up."
+    )
+    live_tick_seconds: float = Field(
+        default=2.0, gt=0, description="How often lost events are looked for in PostgreSQL."
+    )
+    live_auth_check_seconds: float = Field(
+        default=30.0, gt=0, description="How often open subscriptions re-check their token."
+    )
     introspection_anonymous: bool = Field(
         default=True, description="Allow schema introspection without a token."
     )

@@ -187,3 +187,83 @@ async def test_redis_restart_mid_stream_loses_nothing(
             await c.close()
     finally:
         redis.stop()
+
+
+async def test_revoked_token_closes_its_socket(
+    demo: Demo, db_url: str, redis_url: str, sessionmaker: Any
+) -> None:
+    from sqlalchemy import update
+
+    from app.auth.models import ApiToken
+    from app.auth.service import hash_token
+
+    with api_process(
+        db_url,
+        redis_url,
+        SECRET,
+        THREADLINE_LIVE_AUTH_CHECK_SECONDS="0.5",
+        THREADLINE_LIVE_TICK_SECONDS="0.25",
+    ) as api:
+        c = await GqlWs.connect(api, demo.token)
+        assert await c.acked()
+        await c.subscribe(EVENTS, {"p": gid("Project", demo.project_id)})
+        await asyncio.sleep(0.3)
+        async with sessionmaker() as s:
+            await s.execute(
+                update(ApiToken)
+                .where(ApiToken.token_hash == hash_token(SECRET, demo.token))
+                .values(revoked_at=__import__("sqlalchemy").func.now())
+            )
+            await s.commit()
+        code, reason = await asyncio.wait_for(c.closed, 10)
+        assert (code, reason) == (4403, "token revoked")
+        # And the revoked token cannot reconnect.
+        again = await GqlWs.connect(api, demo.token)
+        assert await again.closed == (4403, "Forbidden")
+
+
+async def test_protocol_close_codes_and_subscription_cap(
+    demo: Demo, live_server: LiveServer
+) -> None:
+    import orjson
+    import websockets
+
+    url = live_server.base_url.replace("http://", "ws://") + "/graphql"
+    # Subscribing before connection_init: 4401 Unauthorized.
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(
+            orjson.dumps({"id": "1", "type": "subscribe", "payload": {"query": EVENTS}}).decode()
+        )
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 4401
+    # Two connection_init messages: 4429 Too many initialisation requests.
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        init = orjson.dumps({"type": "connection_init"}).decode()
+        await ws.send(init)
+        await ws.recv()
+        await ws.send(init)
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        assert ws.close_code == 4429
+    # Same operation id twice: 4409 Subscriber already exists.
+    c = await GqlWs.connect(live_server.base_url, demo.token)
+    assert await c.acked()
+    sub = {
+        "id": "dup",
+        "type": "subscribe",
+        "payload": {"query": EVENTS, "variables": {"p": gid("Project", demo.project_id)}},
+    }
+    await c.conn.send(orjson.dumps(sub).decode())
+    await c.conn.send(orjson.dumps(sub).decode())
+    assert (await asyncio.wait_for(c.closed, 5))[0] == 4409
+    # The per-connection cap (20) is a clear error, not a silent drop.
+    c = await GqlWs.connect(live_server.base_url, demo.token)
+    assert await c.acked()
+    for _ in range(20):
+        await c.subscribe(EVENTS, {"p": gid("Project", demo.project_id)})
+    await asyncio.sleep(0.5)  # all 20 started
+    extra = await c.subscribe(EVENTS, {"p": gid("Project", demo.project_id)})
+    msg = await c.next(extra)
+    assert msg["payload"]["errors"][0]["message"] == "at most 20 subscriptions per connection"
+    await c.close()

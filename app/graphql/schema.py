@@ -19,18 +19,23 @@ from strawberry.extensions import (
 from strawberry.types import ExecutionContext, Info
 
 from app.auth.schema import AuthMutation, AuthQuery, User
+from app.comments.mutations import CommentMutation
+from app.components.mutations import ComponentMutation
 from app.graphql.context import Context
 from app.graphql.extensions import UnitOfWork, should_mask
 from app.graphql.subscriptions import Subscription
 from app.parameters.mutations import ParameterMutation
+from app.projects.mutations import ProjectMutation
 from app.projects.schema import Project, ProjectQuery
+from app.requirements.mutations import RequirementMutation
+from app.revisions.mutations import RevisionMutation, RevisionQuery
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("threadline.graphql")
 
 
 @strawberry.type(description="Entry points for reading the digital thread.")
-class Query(AuthQuery, ProjectQuery):
+class Query(AuthQuery, ProjectQuery, RevisionQuery):
     @strawberry.field(
         description="Any object by global id; null if it does not exist or is not visible."
     )
@@ -58,7 +63,15 @@ class Query(AuthQuery, ProjectQuery):
 
 
 @strawberry.type(description="Every change to the thread; each takes one `input`.")
-class Mutation(AuthMutation, ParameterMutation):
+class Mutation(
+    AuthMutation,
+    ParameterMutation,
+    ProjectMutation,
+    ComponentMutation,
+    RequirementMutation,
+    CommentMutation,
+    RevisionMutation,
+):
     pass
 
 

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from app.requirements.schema import Compliance, Requirement
 
 GQLInfo = Info[Context, None]
-MAX_SUBSCRIPTIONS_PER_CONNECTION = 20
 
 
 @strawberry.type(description="A parameter written by a change: old and new value.")
@@ -236,9 +235,10 @@ async def _stream(
     info: GQLInfo, project_id: uuid.UUID, after: int | None
 ) -> AsyncGenerator[dict[str, Any], None]:
     ctx = info.context
-    if ctx.subscriptions >= MAX_SUBSCRIPTIONS_PER_CONNECTION:
+    cap = ctx.settings.max_subscriptions_per_connection
+    if ctx.subscriptions >= cap:
         raise GraphQLError(
-            f"at most {MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection",
+            f"at most {cap} subscriptions per connection",
             extensions={"code": "TOO_MANY_SUBSCRIPTIONS"},
         )
     ctx.subscriptions += 1

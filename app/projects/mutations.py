@@ -31,9 +31,7 @@ def _unless_null(value: Any) -> Any:
 
 
 def _member(m: Any) -> Member:
-    return Member(
-        role=Role(m.role), user_id=m.user_id, team_id=m.team_id, created_at=m.created_at
-    )
+    return Member(role=Role(m.role), user_id=m.user_id, team_id=m.team_id, created_at=m.created_at)
 
 
 # --------------------------------------------------------------------------- projects
@@ -205,7 +203,9 @@ class ProjectMutation:
             )
 
         async def success(p: Any) -> ProjectDeleteSuccess:
-            return ProjectDeleteSuccess(deleted_id=relay.GlobalID("Project", str(p.id)), name=p.name)
+            return ProjectDeleteSuccess(
+                deleted_id=relay.GlobalID("Project", str(p.id)), name=p.name
+            )
 
         return await mutate(info, call, success)
 

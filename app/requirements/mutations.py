@@ -26,7 +26,11 @@ from app.requirements.schema import (
 R = RequirementModel.__table__
 TL = TraceLinkModel.__table__
 # GraphQL type of the target of each link kind (service.LINK_TARGETS names the table).
-_TARGET_TYPE_NAMES = {"component": "Component", "parameter": "Parameter", "requirement": "Requirement"}
+_TARGET_TYPE_NAMES = {
+    "component": "Component",
+    "parameter": "Parameter",
+    "requirement": "Requirement",
+}
 
 
 def _id(gid: relay.GlobalID, type_name: str) -> uuid.UUID:
@@ -68,8 +72,7 @@ class RuleInput:
     )
     unit: str | None = strawberry.field(
         default=None,
-        description="Unit of the thresholds; defaults to the parameter's, must have its "
-        "dimension.",
+        description="Unit of the thresholds; defaults to the parameter's, must have its dimension.",
     )
 
     def to_service(self) -> service.RuleInput:
@@ -213,7 +216,9 @@ async def _requirement(info: GQLInfo, req: Any) -> RequirementSuccess:
 
 
 async def _link(info: GQLInfo, link: Any) -> TraceLinkSuccess:
-    return TraceLinkSuccess(trace_link=TraceLink.from_row(await fetch_row(info.context, TL, link.id)))
+    return TraceLinkSuccess(
+        trace_link=TraceLink.from_row(await fetch_row(info.context, TL, link.id))
+    )
 
 
 @strawberry.type
