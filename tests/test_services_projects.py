@@ -104,6 +104,12 @@ async def test_project_create_makes_owner_and_names_are_unique_per_org(
     await ok(sessionmaker, project_create, actor=carol, name="Orbiter")  # other organization
     error = await fails(sessionmaker, project_create, actor=alice, name="")
     assert (error.code, error.field) == ("VALIDATION_ERROR", "name")
+    # Racing creators of one name: one project, the others get DUPLICATE.
+    results = await asyncio.gather(
+        *(call(sessionmaker, project_create, actor=bob, name="Racer") for _ in range(5))
+    )
+    codes = sorted(getattr(r, "code", "OK") for r in results)
+    assert codes == ["DUPLICATE"] * 4 + ["OK"]
 
 
 async def test_roles_gate_writes_and_invisible_projects_read_as_missing(

@@ -195,6 +195,17 @@ async def mutate(
         await savepoint.rollback()
         # Events of the rolled-back writes must never be published.
         del session.info.setdefault("after_commit", [])[mark:]
+        if exc.code in ("FORBIDDEN", "NOT_FOUND"):
+            # Refused attempts are audited too, outside the (rolled back) operation.
+            from app.auth.audit_trail import record_now
+
+            await record_now(
+                ctx.sessionmaker,
+                actor=principal,
+                meta=request_meta(ctx),
+                action="authz.denied",
+                diff={"mutation": info.field_name, "code": exc.code, "message": exc.message},
+            )
         return user_error(exc)
     await savepoint.commit()
     # Memberships or projects may have changed: recompute visibility on next read.

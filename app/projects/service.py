@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit.service import RequestMeta
@@ -71,7 +72,13 @@ async def project_create(
     )
     session.add(project)
     session.add(ProjectMember(project_id=project.id, user_id=actor.user_id, role="owner"))
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # No project lock exists yet to serialise creators: a concurrent twin wins.
+        if "uq_projects_org_name_live" in str(exc.orig):
+            raise Duplicate(f"a project named {name!r} already exists", field="name") from None
+        raise
     await finish(
         session,
         actor=actor,

