@@ -12,10 +12,11 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, func, text
+from sqlalchemy import CheckConstraint, DateTime, MetaData, event, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -70,6 +71,52 @@ def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, **kw: 
         max_overflow=max_overflow,
         pool_pre_ping=True,
         **kw,
+    )
+
+
+# --- row-level security ------------------------------------------------------------
+
+APP_ROLE = "threadline_app"
+_NO_TENANT = "00000000-0000-0000-0000-000000000000"
+_RLS_SQL = text(
+    "SELECT set_config('role', :role, true), set_config('threadline.org_id', :org, true),"
+    " set_config('threadline.user_id', :user, true)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """Whose rows a session may touch; ``None`` ids = nobody's (anonymous)."""
+
+    organization_id: uuid.UUID | None
+    user_id: uuid.UUID | None
+
+
+ANONYMOUS = Tenant(None, None)
+
+
+def restrict_to(session: AsyncSession, tenant: Tenant) -> None:
+    """Run this session's transactions as the RLS-bound app role for ``tenant``.
+
+    Sessions without a tenant (token lookup, login, migrations, the live hub, CLI)
+    run as the connecting role.
+    """
+    session.info["tenant"] = tenant
+
+
+@event.listens_for(Session, "after_begin")
+def _apply_tenant(session: Session, transaction: Any, connection: Any) -> None:
+    tenant: Tenant | None = session.info.get("tenant")
+    if tenant is None:
+        return
+    # One round trip: SET LOCAL ROLE plus the principal, all transaction-scoped.
+    connection.execute(
+        _RLS_SQL,
+        {
+            "role": APP_ROLE,
+            "org": str(tenant.organization_id or _NO_TENANT),
+            "user": str(tenant.user_id or _NO_TENANT),
+        },
     )
 
 
@@ -129,9 +176,7 @@ class SerialSession(AsyncSession):
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: objects stay readable after commit for the response.
-    return async_sessionmaker(
-        engine, class_=SerialSession, expire_on_commit=False, autoflush=False
-    )
+    return async_sessionmaker(engine, class_=SerialSession, expire_on_commit=False, autoflush=False)
 
 
 AfterCommit = Callable[[], Awaitable[None]]

@@ -377,6 +377,8 @@ class RunResult:
     last_latencies: list[float]  # per edit: until the last subscriber had it, sorted
     http: list[float]  # mutation round trips, seconds, sorted
     error_samples: list[str]
+    api_cpu: float  # CPU time of the api process / wall time, measured edits
+    client_cpu: float  # same, all client processes together
 
 
 def run_one(
@@ -389,7 +391,10 @@ def run_one(
     profile: Path | None,
     api_pid: int,
     clock: PublishClock,
+    native: bool = False,
 ) -> RunResult:
+    import psutil
+
     ctx = mp.get_context("spawn")
     sizes = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
     workers: list[tuple[Any, Connection]] = []
@@ -438,6 +443,8 @@ def run_one(
             profile.mkdir(parents=True, exist_ok=True)
             spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             common = [spy_bin, "record", "-p", str(api_pid), "-r", "250", "--nonblocking"]
+            if native:
+                common.append("--native")
             spy = [
                 subprocess.Popen(
                     [*common, "-o", str(profile / f"api-{n}.svg")],
@@ -452,10 +459,23 @@ def run_one(
             ]
             time.sleep(1.0)
 
+        def cpu_seconds(pids: list[int]) -> float:
+            total = 0.0
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    t = psutil.Process(pid).cpu_times()
+                    total += t.user + t.system
+            return total
+
+        client_pids = [p.pid for p, _ in workers if p.pid is not None]
+        cpu_start = (cpu_seconds([api_pid]), cpu_seconds(client_pids), time.monotonic())
         measured: list[tuple[int, float, float]] = []
         for _ in range(edits):
             measured.append(editor.edit())
             time.sleep(pause)
+        wall = time.monotonic() - cpu_start[2]
+        api_cpu = (cpu_seconds([api_pid]) - cpu_start[0]) / wall
+        client_cpu = (cpu_seconds(client_pids) - cpu_start[1]) / wall
 
         if spy is not None:
             for s in spy:
@@ -502,6 +522,8 @@ def run_one(
         last_latencies=sorted(last),
         http=sorted(h for _, _, h in measured),
         error_samples=error_samples,
+        api_cpu=api_cpu,
+        client_cpu=client_cpu,
     )
 
 
@@ -556,8 +578,8 @@ def section(results: list[RunResult], args: argparse.Namespace, command: str) ->
     rows = [
         "| Subscribers | Client procs | Deliveries | Edit→delivery p50 | **p99** | max "
         "| Last subscriber p50 / p99 | Publish→delivery p50 / p99 | Edit→publish p50 "
-        "| Mutation HTTP p50 / p99 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Mutation HTTP p50 / p99 | CPU api / clients |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lat, last, http, fan = r.latencies, r.last_latencies, r.http, r.fanout
@@ -569,7 +591,8 @@ def section(results: list[RunResult], args: argparse.Namespace, command: str) ->
             f"| {ms(percentile(last, 50))} / {ms(percentile(last, 99))} "
             f"| {ms(percentile(fan, 50))} / {ms(percentile(fan, 99))} "
             f"| {ms(percentile(r.to_publish, 50))} "
-            f"| {ms(percentile(http, 50))} / {ms(percentile(http, 99))} |"
+            f"| {ms(percentile(http, 50))} / {ms(percentile(http, 99))} "
+            f"| {r.api_cpu:.0%} / {r.client_cpu:.0%} |"
         )
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
@@ -635,6 +658,7 @@ def main() -> None:
     parser.add_argument("--query", choices=sorted(QUERIES), default="events")
     parser.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
     parser.add_argument("--profile", type=Path, help="py-spy the api process into this dir")
+    parser.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -674,7 +698,9 @@ def main() -> None:
             procs = args.client_procs or (1 if n <= 250 else 2)
             print(f"N={n}: {procs} client process(es)...", flush=True)
             profile = args.profile if args.profile is not None and n == max(counts) else None
-            r = run_one(n, procs, editor, spec, args.edits, args.pause, profile, api.pid, clock)
+            r = run_one(
+                n, procs, editor, spec, args.edits, args.pause, profile, api.pid, clock, args.native
+            )
             results.append(r)
             lat = r.latencies
             print(
@@ -684,7 +710,8 @@ def main() -> None:
                 f"{ms(percentile(r.fanout, 50))}/{ms(percentile(r.fanout, 99))} ms  "
                 "last-subscriber p99 "
                 f"{ms(percentile(r.last_latencies, 99))} ms  mutation p50 "
-                f"{ms(percentile(r.http, 50))} ms",
+                f"{ms(percentile(r.http, 50))} ms  CPU api {r.api_cpu:.0%} "
+                f"clients {r.client_cpu:.0%}",
                 flush=True,
             )
             for sample in r.error_samples[:3]:

@@ -10,201 +10,211 @@ from typing import Any
 
 import pytest
 
-from app.demo.load import load_demo
 from app.projects.models import ProjectMember
-from tests.conftest import SECRET, Account, Factory, GraphQLCall
+from tests.conftest import Account, Demo, Factory, GraphQLCall
 from tests.test_read_api import gid
+
+TYPENAMES = {
+    "UNAUTHENTICATED": "UnauthenticatedError",
+    "NOT_FOUND": "NotFoundError",
+    "FORBIDDEN": "ForbiddenError",
+    "VALIDATION_ERROR": "ValidationError",
+    "DUPLICATE": "DuplicateError",
+    "VERSION_CONFLICT": "VersionConflictError",
+    "CYCLE_DETECTED": "CycleDetectedError",
+    "HAS_DEPENDENTS": "HasDependentsError",
+    "UNKNOWN_UNIT": "UnknownUnitInputError",
+    "UNIT_MISMATCH": "DimensionError",
+    "PORT_NOT_FOUND": "PortNotFoundError",
+    "LAST_OWNER": "LastOwnerError",
+}
+EXTRA = """... on VersionConflictError { currentVersion } ... on CycleDetectedError { path }
+  ... on HasDependentsError { dependents }"""
+
+
+@dataclass(frozen=True)
+class Op:
+    """A mutation: its name, its success type and what to select on it."""
+
+    name: str
+    success: str
+    selection: str
+    input_type: str = ""
+
+    @property
+    def query(self) -> str:
+        input_type = self.input_type or f"{self.name[0].upper()}{self.name[1:]}Input"
+        return (
+            f"mutation($input: {input_type}!) {{ {self.name}(input: $input) {{ __typename "
+            f"... on {self.success} {{ {self.selection} }} {EXTRA} "
+            "... on UserError { code message field } } }"
+        )
+
+
+@dataclass(frozen=True)
+class Api:
+    """GraphQL over HTTP as one caller (``token`` None: anonymous)."""
+
+    graphql: GraphQLCall
+    token: str | None
+
+    def as_(self, token: str | None) -> Api:
+        return Api(self.graphql, token)
+
+    async def call(self, op: Op, inp: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = (
+            await self.graphql(op.query, {"input": inp}, token=self.token)
+        ).ok()[op.name]
+        return result
+
+    async def ok(self, op: Op, inp: dict[str, Any]) -> dict[str, Any]:
+        result = await self.call(op, inp)
+        assert result["__typename"] == op.success, result
+        return result
+
+    async def err(
+        self, op: Op, inp: dict[str, Any], code: str, field: str | None = None
+    ) -> dict[str, Any]:
+        """Expect the typed error of ``code`` (and ``field``, a prefix of the error's)."""
+        result = await self.call(op, inp)
+        assert (result["__typename"], result.get("code")) == (TYPENAMES[code], code), result
+        if field is not None:
+            assert (result["field"] or "").startswith(field), result
+        return result
+
+    async def read(self, query: str, **variables: Any) -> Any:
+        return (await self.graphql(query, variables, token=self.token)).ok()
 
 
 @dataclass
-class Demo:
-    token: str
+class DemoProject:
+    """The demo project seen through the API as its owner."""
+
+    api: Api
     project_id: uuid.UUID
-    user_id: uuid.UUID
     org: str
 
     @property
     def pid(self) -> str:
         return gid("Project", self.project_id)
 
+    async def read(self, selection: str) -> Any:
+        query = f"query($p: ID!) {{ project(id: $p) {{ {selection} }} }}"
+        return (await self.api.read(query, p=self.pid))["project"]
+
+    async def component(self, tag: str) -> Any:
+        sel = f'component(tag: "{tag}") {{ id tag name properties version parent {{ tag }} }}'
+        return (await self.read(sel))["component"]
+
+    async def requirement(self, key: str) -> Any:
+        sel = f"""requirement(key: "{key}") {{ id title version compliance margin
+          rule {{ operator threshold unit }} links {{ id kind suspect suspectReason }} }}"""
+        return (await self.read(sel))["requirement"]
+
+    async def parameter(self, symbol: str) -> Any:
+        return (await self.read(f'parameter(symbol: "{symbol}") {{ id version number }}'))[
+            "parameter"
+        ]
+
+    async def count(self, connection: str) -> int:
+        return int((await self.read(f"{connection} {{ totalCount }}"))[connection]["totalCount"])
+
+    async def add_member(self, sessionmaker: Any, account: Account, role: str) -> None:
+        async with sessionmaker() as s:
+            s.add(ProjectMember(project_id=self.project_id, user_id=account.user.id, role=role))
+            await s.commit()
+
 
 @pytest.fixture
-async def demo(sessionmaker: Any) -> Demo:
-    tag = uuid.uuid4().hex[:8]
-    async with sessionmaker() as s:
-        result = await load_demo(
-            s, secret_key=SECRET, email=f"demo-{tag}@example.test", organization=f"Demo {tag}"
-        )
-        await s.commit()
-    return Demo(result.token, result.project_id, result.user_id, f"Demo {tag}")
-
-
-ERRORS = "... on UserError { code message field }"
-
-
-async def run(
-    graphql: GraphQLCall, name: str, input_type: str, selection: str, inp: Any, token: str | None
-) -> dict[str, Any]:
-    """Call mutation ``name`` with one ``input``; its result (``__typename`` always)."""
-    query = (
-        f"mutation($input: {input_type}!) {{ {name}(input: $input) {{ __typename "
-        f"{selection} {ERRORS} }} }}"
-    )
-    result: dict[str, Any] = (await graphql(query, {"input": inp}, token=token)).ok()[name]
-    return result
-
-
-async def read(graphql: GraphQLCall, query: str, token: str, **variables: Any) -> Any:
-    return (await graphql(query, variables, token=token)).ok()
-
-
-def expect(result: dict[str, Any], typename: str, code: str, field: str | None = None) -> None:
-    assert (result["__typename"], result["code"]) == (typename, code), result
-    if field is not None:
-        assert result["field"] is not None and result["field"].startswith(field), result
+def dp(demo: Demo, graphql: GraphQLCall) -> DemoProject:
+    """The shared demo fixture (a fresh copy of the smallsat demo) with an API."""
+    return DemoProject(Api(graphql, demo.token), demo.project_id, demo.org)
 
 
 # --------------------------------------------------------------------------- projects
 
-PROJECT = "... on ProjectSuccess { project { id name description viewerRole } }"
-MEMBERS = """... on ProjectMemberSuccess { project { id } member { role user { email } }
-  members { role user { email } } }"""
-PROJECT_Q = """query($id: ID!) { project(id: $id) { name description
-  members { role user { email } } } }"""
+PROJECT_CREATE = Op("projectCreate", "ProjectSuccess", "project { id name description viewerRole }")
+PROJECT_UPDATE = Op("projectUpdate", "ProjectSuccess", "project { id name description }")
+PROJECT_DELETE = Op("projectDelete", "ProjectDeleteSuccess", "deletedId name")
+MEMBERS = "project { id } member { role user { email } } members { role user { email } }"
+MEMBER_ADD = Op("projectMemberAdd", "ProjectMemberSuccess", MEMBERS)
+MEMBER_UPDATE = Op("projectMemberUpdate", "ProjectMemberSuccess", MEMBERS)
+MEMBER_REMOVE = Op("projectMemberRemove", "ProjectMemberSuccess", MEMBERS)
+PROJECT_Q = "query($id: ID!) { project(id: $id) { name description members { role } } }"
 
 
 async def test_projects_and_members(factory: Factory, graphql: GraphQLCall) -> None:
     org = f"Org {uuid.uuid4().hex[:8]}"
-    owner = await factory.account(org=org)
-    editor = await factory.account(org=org)
-    third = await factory.account(org=org)
+    owner, editor, third = [await factory.account(org=org) for _ in range(3)]
     outsider = await factory.account()
+    api, as_editor = Api(graphql, owner.token), Api(graphql, editor.token)
     name = f"Probe {uuid.uuid4().hex[:6]}"
 
-    r = await run(graphql, "projectCreate", "ProjectCreateInput", PROJECT, {"name": name}, None)
-    expect(r, "UnauthenticatedError", "UNAUTHENTICATED")
-    inp = {"name": name, "description": "first"}
-    r = await run(graphql, "projectCreate", "ProjectCreateInput", PROJECT, inp, owner.token)
-    assert r["__typename"] == "ProjectSuccess"
-    project = r["project"]
-    assert (project["name"], project["description"], project["viewerRole"]) == (
-        name,
-        "first",
-        "OWNER",
-    )
-    pid = project["id"]
-    r = await run(graphql, "projectCreate", "ProjectCreateInput", PROJECT, inp, owner.token)
-    expect(r, "DuplicateError", "DUPLICATE", "name")
-    listing = await read(
-        graphql,
-        "query($s: String!) { projects(filter: {search: $s}) { totalCount } }",
-        owner.token,
-        s=name,
-    )
-    assert listing["projects"]["totalCount"] == 1
+    await api.as_(None).err(PROJECT_CREATE, {"name": name}, "UNAUTHENTICATED")
+    r = await api.ok(PROJECT_CREATE, {"name": name, "description": "first"})
+    pid = r["project"]["id"]
+    assert r["project"] == {"id": pid, "name": name, "description": "first", "viewerRole": "OWNER"}
+    await api.err(PROJECT_CREATE, {"name": name}, "DUPLICATE", "name")
+    search = "query($s: String!) { projects(filter: {search: $s}) { totalCount } }"
+    assert (await api.read(search, s=name))["projects"]["totalCount"] == 1
+    r = await api.ok(PROJECT_UPDATE, {"id": pid, "description": "second"})
+    assert r["project"] == {"id": pid, "name": name, "description": "second"}
 
-    upd = {"id": pid, "description": "second"}
-    r = await run(graphql, "projectUpdate", "ProjectUpdateInput", PROJECT, upd, owner.token)
-    assert r["__typename"] == "ProjectSuccess"
-    assert (r["project"]["name"], r["project"]["description"]) == (name, "second")
+    def member(account: Account, role: str | None = None) -> dict[str, Any]:
+        inp = {"projectId": pid, "userId": gid("User", account.user.id)}
+        return inp if role is None else {**inp, "role": role}
 
-    def member(account: Account, role: str) -> dict[str, Any]:
-        return {"projectId": pid, "userId": gid("User", account.user.id), "role": role}
-
-    add = ("projectMemberAdd", "ProjectMemberAddInput", MEMBERS)
-    r = await run(graphql, *add, member(editor, "EDITOR"), owner.token)
-    assert r["__typename"] == "ProjectMemberSuccess"
+    r = await api.ok(MEMBER_ADD, member(editor, "EDITOR"))
     assert r["member"] == {"role": "EDITOR", "user": {"email": editor.user.email}}
-    assert r["project"]["id"] == pid
+    assert r["project"] == {"id": pid}
     assert sorted((m["role"], m["user"]["email"]) for m in r["members"]) == sorted(
         [("OWNER", owner.user.email), ("EDITOR", editor.user.email)]
     )
-    before = (await read(graphql, PROJECT_Q, owner.token, id=pid))["project"]
+    before = (await api.read(PROJECT_Q, id=pid))["project"]
 
-    # Typed errors; the member list does not move.
-    expect(
-        await run(graphql, *add, member(third, "VIEWER"), editor.token),
-        "ForbiddenError",
-        "FORBIDDEN",
-    )
-    expect(
-        await run(graphql, *add, member(outsider, "VIEWER"), owner.token),
-        "NotFoundError",
-        "NOT_FOUND",
-        "userId",
-    )
-    expect(
-        await run(graphql, *add, member(editor, "VIEWER"), owner.token),
-        "DuplicateError",
-        "DUPLICATE",
-        "userId",
-    )
-    wrong_type = {**member(third, "VIEWER"), "userId": gid("Project", third.user.id)}
-    expect(await run(graphql, *add, wrong_type, owner.token), "NotFoundError", "NOT_FOUND")
-    remove = ("projectMemberRemove", "ProjectMemberRemoveInput", MEMBERS)
-    own = {"projectId": pid, "userId": gid("User", owner.user.id)}
-    expect(await run(graphql, *remove, own, owner.token), "LastOwnerError", "LAST_OWNER")
-    update = ("projectMemberUpdate", "ProjectMemberUpdateInput", MEMBERS)
-    expect(
-        await run(graphql, *update, {**own, "role": "EDITOR"}, owner.token),
-        "LastOwnerError",
-        "LAST_OWNER",
-        "role",
-    )
-    expect(
-        await run(graphql, *update, member(editor, "OWNER"), editor.token),
-        "ForbiddenError",
-        "FORBIDDEN",
-    )
-    expect(
-        await run(graphql, *add, member(third, "VIEWER"), None),
-        "UnauthenticatedError",
-        "UNAUTHENTICATED",
-    )
-    assert (await read(graphql, PROJECT_Q, owner.token, id=pid))["project"] == before
+    # Typed errors; nothing moves.
+    await as_editor.err(MEMBER_ADD, member(third, "VIEWER"), "FORBIDDEN")
+    await as_editor.err(MEMBER_UPDATE, member(editor, "OWNER"), "FORBIDDEN")
+    await as_editor.err(MEMBER_REMOVE, member(owner), "FORBIDDEN")
+    await as_editor.err(PROJECT_DELETE, {"id": pid}, "FORBIDDEN")
+    await api.err(MEMBER_ADD, member(outsider, "VIEWER"), "NOT_FOUND", "userId")
+    await api.err(MEMBER_ADD, member(editor, "VIEWER"), "DUPLICATE", "userId")
+    mistyped = {**member(third, "VIEWER"), "userId": gid("Project", third.user.id)}
+    await api.err(MEMBER_ADD, mistyped, "NOT_FOUND", "userId")
+    await api.err(MEMBER_REMOVE, member(owner), "LAST_OWNER", "userId")
+    await api.err(MEMBER_UPDATE, member(owner, "EDITOR"), "LAST_OWNER", "role")
+    await api.as_(None).err(MEMBER_ADD, member(third, "VIEWER"), "UNAUTHENTICATED")
+    await Api(graphql, outsider.token).err(PROJECT_DELETE, {"id": pid}, "NOT_FOUND")
+    assert (await api.read(PROJECT_Q, id=pid))["project"] == before
 
-    r = await run(graphql, *update, member(editor, "VIEWER"), owner.token)
-    assert r["__typename"] == "ProjectMemberSuccess" and r["member"]["role"] == "VIEWER"
-    r = await run(
-        graphql, *remove, {"projectId": pid, "userId": gid("User", editor.user.id)}, owner.token
-    )
-    assert r["__typename"] == "ProjectMemberSuccess"
+    r = await api.ok(MEMBER_UPDATE, member(editor, "VIEWER"))
     assert r["member"]["role"] == "VIEWER"
-    assert [m["user"]["email"] for m in r["members"]] == [owner.user.email]
+    r = await api.ok(MEMBER_REMOVE, member(editor))
+    assert r["member"] == {"role": "VIEWER", "user": {"email": editor.user.email}}
+    assert r["members"] == [{"role": "OWNER", "user": {"email": owner.user.email}}]
+    assert (await as_editor.read(PROJECT_Q, id=pid))["project"] is None
 
-    # Delete: the outsider cannot see it; editors may not; owners may.
-    delete = (
-        "projectDelete",
-        "ProjectDeleteInput",
-        "... on ProjectDeleteSuccess { deletedId name }",
-    )
-    expect(await run(graphql, *delete, {"id": pid}, outsider.token), "NotFoundError", "NOT_FOUND")
-    r = await run(graphql, *delete, {"id": pid}, owner.token)
+    r = await api.ok(PROJECT_DELETE, {"id": pid})
     assert r == {"__typename": "ProjectDeleteSuccess", "deletedId": pid, "name": name}
-    assert (await read(graphql, PROJECT_Q, owner.token, id=pid))["project"] is None
+    assert (await api.read(PROJECT_Q, id=pid))["project"] is None
 
 
 # --------------------------------------------------------------------------- components
 
-TYPE = "... on ComponentTypeCreateSuccess { componentType { id code name propertySchema ports { name kind direction } } }"
-COMPONENT = """... on ComponentSuccess { component { id tag name properties version
-  parent { tag } type { code } } }
-  ... on VersionConflictError { currentVersion } ... on CycleDetectedError { path }"""
-COMP_Q = """query($p: ID!, $t: String!) { project(id: $p) { component(tag: $t) {
-  id tag name properties version parent { tag } } } }"""
+TYPE_CREATE = Op(
+    "componentTypeCreate",
+    "ComponentTypeCreateSuccess",
+    "componentType { id code name propertySchema ports { name kind direction } }",
+)
+COMPONENT = "component { id tag name properties version parent { tag } type { code } }"
+COMPONENT_CREATE = Op("componentCreate", "ComponentSuccess", COMPONENT)
+COMPONENT_UPDATE = Op("componentUpdate", "ComponentSuccess", COMPONENT)
+COMPONENT_MOVE = Op("componentMove", "ComponentSuccess", COMPONENT)
+COMPONENT_DELETE = Op("componentDelete", "ComponentDeleteSuccess", "deletedId component { tag }")
 
 
-async def _component(graphql: GraphQLCall, demo: Demo, tag: str) -> Any:
-    return (await read(graphql, COMP_Q, demo.token, p=demo.pid, t=tag))["project"]["component"]
-
-
-async def _type_ids(graphql: GraphQLCall, demo: Demo) -> dict[str, str]:
-    q = "query($p: ID!) { project(id: $p) { componentTypes { id code } } }"
-    types = (await read(graphql, q, demo.token, p=demo.pid))["project"]["componentTypes"]
-    return {t["code"]: t["id"] for t in types}
-
-
-async def test_component_types_and_components(demo: Demo, graphql: GraphQLCall) -> None:
+async def test_component_types_and_components(dp: DemoProject) -> None:
+    api = dp.api
     schema = {
         "type": "object",
         "properties": {"power_w": {"type": "number", "minimum": 0}},
@@ -214,51 +224,24 @@ async def test_component_types_and_components(demo: Demo, graphql: GraphQLCall) 
         {"name": "pwr_in", "kind": "POWER", "direction": "IN"},
         {"name": "data", "kind": "DATA", "direction": "INOUT"},
     ]
-    inp = {
-        "projectId": demo.pid,
-        "code": "HEATER",
-        "name": "Heater",
-        "propertySchema": schema,
-        "ports": ports,
-    }
-    mk_type = ("componentTypeCreate", "ComponentTypeCreateInput", TYPE)
-    r = await run(graphql, *mk_type, inp, demo.token)
-    assert r["__typename"] == "ComponentTypeCreateSuccess"
-    ctype = r["componentType"]
+    inp = {"projectId": dp.pid, "code": "HEATER", "name": "Heater", "ports": ports}
+    ctype = (await api.ok(TYPE_CREATE, {**inp, "propertySchema": schema}))["componentType"]
     assert (ctype["code"], ctype["name"], ctype["propertySchema"]) == ("HEATER", "Heater", schema)
     assert ctype["ports"] == ports
-    types_before = await _type_ids(graphql, demo)
-    expect(await run(graphql, *mk_type, inp, demo.token), "DuplicateError", "DUPLICATE", "code")
+    types = await dp.read("componentTypes { code }")
+    await api.err(TYPE_CREATE, inp, "DUPLICATE", "code")
     bad_schema = {**inp, "code": "HEATER2", "propertySchema": {"type": 5}}
-    expect(
-        await run(graphql, *mk_type, bad_schema, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "propertySchema",
-    )
-    bad_port = {**inp, "code": "HEATER3", "ports": [ports[0], ports[0]]}
-    expect(
-        await run(graphql, *mk_type, bad_port, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "ports.1.name",
-    )
-    assert await _type_ids(graphql, demo) == types_before
+    await api.err(TYPE_CREATE, bad_schema, "VALIDATION_ERROR", "propertySchema")
+    bad_ports = {**inp, "code": "HEATER3", "ports": [ports[0], ports[0]]}
+    await api.err(TYPE_CREATE, bad_ports, "VALIDATION_ERROR", "ports.1.name")
+    assert await dp.read("componentTypes { code }") == types
 
-    create = ("componentCreate", "ComponentCreateInput", COMPONENT)
-    eps = await _component(graphql, demo, "EPS")
-    new = {
-        "projectId": demo.pid,
-        "tag": "THM-HTR-01",
-        "name": "Battery heater",
-        "typeId": ctype["id"],
-        "parentId": eps["id"],
-        "properties": {"power_w": 5},
-    }
-    r = await run(graphql, *create, new, demo.token)
-    assert r["__typename"] == "ComponentSuccess"
-    comp = r["component"]
-    assert {k: comp[k] for k in ("tag", "name", "properties", "version", "parent", "type")} == {
+    eps, bat = await dp.component("EPS"), await dp.component("EPS-BAT-01")
+    new: dict[str, Any] = {"projectId": dp.pid, "tag": "THM-HTR-01", "name": "Battery heater"}
+    new |= {"typeId": ctype["id"], "parentId": eps["id"], "properties": {"power_w": 5}}
+    comp = (await api.ok(COMPONENT_CREATE, new))["component"]
+    assert comp == {
+        "id": comp["id"],
         "tag": "THM-HTR-01",
         "name": "Battery heater",
         "properties": {"power_w": 5},
@@ -266,569 +249,290 @@ async def test_component_types_and_components(demo: Demo, graphql: GraphQLCall) 
         "parent": {"tag": "EPS"},
         "type": {"code": "HEATER"},
     }
-    expect(await run(graphql, *create, new, demo.token), "DuplicateError", "DUPLICATE", "tag")
-    invalid = {**new, "tag": "THM-HTR-02", "properties": {"power_w": -1}}
-    expect(
-        await run(graphql, *create, invalid, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "properties.power_w",
+    await api.err(COMPONENT_CREATE, new, "DUPLICATE", "tag")
+    other = {**new, "tag": "THM-HTR-02"}
+    field = "properties.power_w"
+    await api.err(
+        COMPONENT_CREATE, {**other, "properties": {"power_w": -1}}, "VALIDATION_ERROR", field
     )
-    missing = {**new, "tag": "THM-HTR-02", "properties": {}}
-    expect(
-        await run(graphql, *create, missing, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "properties.power_w",
-    )
-    not_object = {**new, "tag": "THM-HTR-02", "properties": [1, 2]}
-    expect(
-        await run(graphql, *create, not_object, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "properties",
-    )
-    assert await _component(graphql, demo, "THM-HTR-02") is None
+    await api.err(COMPONENT_CREATE, {**other, "properties": {}}, "VALIDATION_ERROR", field)
+    await api.err(COMPONENT_CREATE, {**other, "properties": [1]}, "VALIDATION_ERROR", "properties")
+    await api.err(COMPONENT_CREATE, {**other, "typeId": eps["id"]}, "NOT_FOUND", "typeId")
+    assert await dp.component("THM-HTR-02") is None
 
-    update = ("componentUpdate", "ComponentUpdateInput", COMPONENT)
     edit = {
         "id": comp["id"],
         "expectedVersion": 1,
         "name": "Heater A",
         "properties": {"power_w": 7},
     }
-    r = await run(graphql, *update, edit, demo.token)
-    assert r["__typename"] == "ComponentSuccess"
-    assert (r["component"]["name"], r["component"]["properties"], r["component"]["version"]) == (
-        "Heater A",
-        {"power_w": 7},
-        2,
+    r = (await api.ok(COMPONENT_UPDATE, edit))["component"]
+    assert (r["name"], r["properties"], r["version"]) == ("Heater A", {"power_w": 7}, 2)
+    current = await dp.component("THM-HTR-01")
+    r = await api.err(
+        COMPONENT_UPDATE, {**edit, "name": "x"}, "VERSION_CONFLICT", "expectedVersion"
     )
-    current = await _component(graphql, demo, "THM-HTR-01")
-    r = await run(graphql, *update, {**edit, "name": "stale"}, demo.token)
-    expect(r, "VersionConflictError", "VERSION_CONFLICT", "expectedVersion")
     assert r["currentVersion"] == 2
     bad = {"id": comp["id"], "properties": {"power_w": "hot"}}
-    expect(
-        await run(graphql, *update, bad, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "properties.power_w",
-    )
-    # A battery's properties against the BATTERY schema (demo type).
-    bat = await _component(graphql, demo, "EPS-BAT-01")
-    r = await run(
-        graphql, *update, {"id": bat["id"], "properties": {"chemistry": "Pb"}}, demo.token
-    )
-    expect(r, "ValidationError", "VALIDATION_ERROR", "properties")
-    assert await _component(graphql, demo, "EPS-BAT-01") == bat
-    assert await _component(graphql, demo, "THM-HTR-01") == current
+    await api.err(COMPONENT_UPDATE, bad, "VALIDATION_ERROR", "properties.power_w")
+    # The demo's BATTERY schema: chemistry is an enum.
+    bad = {"id": bat["id"], "properties": {"chemistry": "Pb"}}
+    await api.err(COMPONENT_UPDATE, bad, "VALIDATION_ERROR", "properties")
+    await api.err(COMPONENT_UPDATE, {"id": bat["id"], "typeId": None}, "PORT_NOT_FOUND", "typeId")
+    assert await dp.component("EPS-BAT-01") == bat
+    assert await dp.component("THM-HTR-01") == current
 
-    move = ("componentMove", "ComponentMoveInput", COMPONENT)
-    r = await run(graphql, *move, {"id": eps["id"], "parentId": bat["id"]}, demo.token)
-    expect(r, "CycleDetectedError", "CYCLE_DETECTED", "parentId")
-    assert r["path"] == ["EPS", "EPS-BAT-01", "EPS"]
-    r = await run(graphql, *move, {"id": eps["id"], "parentId": eps["id"]}, demo.token)
-    expect(r, "CycleDetectedError", "CYCLE_DETECTED")
-    assert (await _component(graphql, demo, "EPS"))["parent"] == {"tag": "SAT"}
-    thm = await _component(graphql, demo, "THM")
-    r = await run(
-        graphql, *move, {"id": comp["id"], "parentId": thm["id"], "expectedVersion": 2}, demo.token
-    )
-    assert r["__typename"] == "ComponentSuccess"
-    assert (r["component"]["parent"], r["component"]["version"]) == ({"tag": "THM"}, 3)
+    r = await api.err(COMPONENT_MOVE, {"id": eps["id"], "parentId": bat["id"]}, "CYCLE_DETECTED")
+    assert (r["path"], r["field"]) == (["EPS", "EPS-BAT-01", "EPS"], "parentId")
+    await api.err(COMPONENT_MOVE, {"id": eps["id"], "parentId": eps["id"]}, "CYCLE_DETECTED")
+    assert (await dp.component("EPS"))["parent"] == {"tag": "SAT"}
+    thm = await dp.component("THM")
+    move = {"id": comp["id"], "parentId": thm["id"], "expectedVersion": 2}
+    r = (await api.ok(COMPONENT_MOVE, move))["component"]
+    assert (r["parent"], r["version"]) == ({"tag": "THM"}, 3)
 
-    delete = (
-        "componentDelete",
-        "ComponentDeleteInput",
-        "... on ComponentDeleteSuccess { deletedId component { tag } } "
-        "... on HasDependentsError { dependents }",
-    )
-    r = await run(graphql, *delete, {"id": eps["id"]}, demo.token)
-    expect(r, "HasDependentsError", "HAS_DEPENDENTS")
+    r = await api.err(COMPONENT_DELETE, {"id": eps["id"]}, "HAS_DEPENDENTS")
     assert "EPS-BAT-01" in r["dependents"]
-    r = await run(graphql, *delete, {"id": comp["id"]}, demo.token)
-    assert r == {
-        "__typename": "ComponentDeleteSuccess",
-        "deletedId": comp["id"],
-        "component": {"tag": "THM-HTR-01"},
-    }
-    assert await _component(graphql, demo, "THM-HTR-01") is None
-    assert await _component(graphql, demo, "EPS") is not None
+    r = await api.ok(COMPONENT_DELETE, {"id": comp["id"]})
+    assert (r["deletedId"], r["component"]) == (comp["id"], {"tag": "THM-HTR-01"})
+    assert await dp.component("THM-HTR-01") is None
+    assert await dp.component("EPS") == eps
 
 
-CONNECTOR = """... on ConnectorSuccess { connector { id kind name version
-  source { port component { tag } } target { port component { tag } } } }"""
-CONN_COUNT = """query($p: ID!) { project(id: $p) { connectors { totalCount } } }"""
+CONNECTOR = """connector { id kind name version
+  source { port component { tag } } target { port component { tag } } }"""
+CONNECTOR_CREATE = Op("connectorCreate", "ConnectorSuccess", CONNECTOR)
+CONNECTOR_UPDATE = Op("connectorUpdate", "ConnectorSuccess", CONNECTOR)
+CONNECTOR_DELETE = Op("connectorDelete", "ConnectorDeleteSuccess", "deletedId connector { name }")
 
 
-async def test_connectors(demo: Demo, graphql: GraphQLCall) -> None:
-    pcdu = await _component(graphql, demo, "EPS-PCDU-01")
-    rw = await _component(graphql, demo, "ADCS-RW-01")
-
-    async def count() -> int:
-        data = await read(graphql, CONN_COUNT, demo.token, p=demo.pid)
-        return int(data["project"]["connectors"]["totalCount"])
-
-    before = await count()
-    create = ("connectorCreate", "ConnectorCreateInput", CONNECTOR)
-    inp = {
-        "projectId": demo.pid,
-        "sourceComponentId": pcdu["id"],
-        "sourcePort": "pwr_bus",
-        "targetComponentId": rw["id"],
-        "targetPort": "pwr_in",
-        "kind": "POWER",
-        "name": "28 V to wheels",
-    }
-    r = await run(graphql, *create, inp, demo.token)
-    assert r["__typename"] == "ConnectorSuccess"
-    conn = r["connector"]
-    assert {k: conn[k] for k in ("kind", "name", "version", "source", "target")} == {
+async def test_connectors(dp: DemoProject) -> None:
+    api = dp.api
+    pcdu, rw = await dp.component("EPS-PCDU-01"), await dp.component("ADCS-RW-01")
+    before = await dp.count("connectors")
+    inp: dict[str, Any] = {"projectId": dp.pid, "kind": "POWER", "name": "28 V to wheels"}
+    inp |= {"sourceComponentId": pcdu["id"], "sourcePort": "pwr_bus"}
+    inp |= {"targetComponentId": rw["id"], "targetPort": "pwr_in"}
+    conn = (await api.ok(CONNECTOR_CREATE, inp))["connector"]
+    assert conn == {
+        "id": conn["id"],
         "kind": "POWER",
         "name": "28 V to wheels",
         "version": 1,
         "source": {"port": "pwr_bus", "component": {"tag": "EPS-PCDU-01"}},
         "target": {"port": "pwr_in", "component": {"tag": "ADCS-RW-01"}},
     }
-    assert await count() == before + 1
+    assert await dp.count("connectors") == before + 1
 
-    r = await run(graphql, *create, {**inp, "targetPort": "nope"}, demo.token)
-    expect(r, "PortNotFoundError", "PORT_NOT_FOUND", "targetPort")
-    r = await run(graphql, *create, {**inp, "sourcePort": "sa_in"}, demo.token)
-    expect(r, "ValidationError", "VALIDATION_ERROR", "sourcePort")  # an input port
-    r = await run(graphql, *create, {**inp, "kind": "FLUID"}, demo.token)
-    expect(r, "ValidationError", "VALIDATION_ERROR", "kind")
-    r = await run(graphql, *create, {**inp, "targetComponentId": demo.pid}, demo.token)
-    expect(r, "NotFoundError", "NOT_FOUND", "targetComponentId")
-    assert await count() == before + 1
-
-    update = ("connectorUpdate", "ConnectorUpdateInput", CONNECTOR)
-    r = await run(
-        graphql, *update, {"id": conn["id"], "expectedVersion": 1, "name": "wheels"}, demo.token
+    await api.err(CONNECTOR_CREATE, {**inp, "targetPort": "nope"}, "PORT_NOT_FOUND", "targetPort")
+    await api.err(CONNECTOR_CREATE, {**inp, "sourcePort": "x"}, "PORT_NOT_FOUND", "sourcePort")
+    # sa_in is an input: it cannot be a source.
+    await api.err(
+        CONNECTOR_CREATE, {**inp, "sourcePort": "sa_in"}, "VALIDATION_ERROR", "sourcePort"
     )
-    assert r["__typename"] == "ConnectorSuccess"
+    await api.err(CONNECTOR_CREATE, {**inp, "kind": "FLUID"}, "VALIDATION_ERROR", "kind")
+    missing = {**inp, "targetComponentId": dp.pid}
+    await api.err(CONNECTOR_CREATE, missing, "NOT_FOUND", "targetComponentId")
+    assert await dp.count("connectors") == before + 1
+
+    r = await api.ok(CONNECTOR_UPDATE, {"id": conn["id"], "expectedVersion": 1, "name": "wheels"})
     assert (r["connector"]["name"], r["connector"]["version"]) == ("wheels", 2)
-    r = await run(graphql, *update, {"id": conn["id"], "targetPort": "gone"}, demo.token)
-    expect(r, "PortNotFoundError", "PORT_NOT_FOUND", "targetPort")
-    r = await run(
-        graphql, *update, {"id": conn["id"], "expectedVersion": 1, "name": "x"}, demo.token
-    )
-    expect(r, "VersionConflictError", "VERSION_CONFLICT")
+    await api.err(CONNECTOR_UPDATE, {"id": conn["id"], "targetPort": "gone"}, "PORT_NOT_FOUND")
+    stale = {"id": conn["id"], "expectedVersion": 1, "name": "x"}
+    await api.err(CONNECTOR_UPDATE, stale, "VERSION_CONFLICT", "expectedVersion")
 
-    delete = (
-        "connectorDelete",
-        "ConnectorDeleteInput",
-        "... on ConnectorDeleteSuccess { deletedId connector { name } }",
-    )
-    r = await run(graphql, *delete, {"id": conn["id"]}, demo.token)
-    assert r == {
-        "__typename": "ConnectorDeleteSuccess",
-        "deletedId": conn["id"],
-        "connector": {"name": "wheels"},
-    }
-    assert await count() == before
-    expect(
-        await run(graphql, *delete, {"id": conn["id"]}, demo.token), "NotFoundError", "NOT_FOUND"
-    )
+    r = await api.ok(CONNECTOR_DELETE, {"id": conn["id"]})
+    assert (r["deletedId"], r["connector"]) == (conn["id"], {"name": "wheels"})
+    assert await dp.count("connectors") == before
+    await api.err(CONNECTOR_DELETE, {"id": conn["id"]}, "NOT_FOUND", "id")
 
 
 # --------------------------------------------------------------------------- requirements
 
-REQUIREMENT = """... on RequirementSuccess { requirement { id key title text priority status
-  verificationMethod compliance margin version parent { key }
-  rule { operator threshold thresholdHigh unit } parameter { symbol } } }"""
-REQ_Q = """query($p: ID!, $k: String!) { project(id: $p) { requirement(key: $k) {
-  id title version compliance margin rule { operator threshold unit }
-  links { id kind suspect suspectReason } } } }"""
+REQUIREMENT = """requirement { id key title priority status verificationMethod compliance
+  margin version parent { key } rule { operator threshold thresholdHigh unit }
+  parameter { symbol } }"""
+REQ_CREATE = Op("requirementCreate", "RequirementSuccess", REQUIREMENT)
+REQ_UPDATE = Op("requirementUpdate", "RequirementSuccess", REQUIREMENT)
+REQ_DELETE = Op("requirementDelete", "RequirementDeleteSuccess", "deletedId requirement { key }")
+PARAM_CREATE = Op("parameterCreate", "ParameterCreateSuccess", "parameter { id }")
 
 
-async def _req(graphql: GraphQLCall, demo: Demo, key: str) -> Any:
-    return (await read(graphql, REQ_Q, demo.token, p=demo.pid, k=key))["project"]["requirement"]
-
-
-async def test_requirements_and_rules(demo: Demo, graphql: GraphQLCall) -> None:
-    wet = (
-        await read(
-            graphql,
-            'query($p: ID!) { project(id: $p) { parameter(symbol: "m_wet") { id number } } }',
-            demo.token,
-            p=demo.pid,
-        )
-    )["project"]["parameter"]
-    create = ("requirementCreate", "RequirementCreateInput", REQUIREMENT)
-    parent = await _req(graphql, demo, "REQ-SYS-001")
-    inp = {
-        "projectId": demo.pid,
-        "key": "REQ-MASS-002",
-        "title": "Launcher limit",
-        "priority": "HIGH",
-        "parentId": parent["id"],
-        "rule": {"parameterId": wet["id"], "operator": "LE", "threshold": 150000, "unit": "g"},
-    }
-    r = await run(graphql, *create, inp, demo.token)
-    assert r["__typename"] == "RequirementSuccess"
-    req = r["requirement"]
-    assert {
-        k: req[k]
-        for k in (
-            "key",
-            "title",
-            "priority",
-            "status",
-            "verificationMethod",
-            "compliance",
-            "version",
-            "parent",
-            "rule",
-            "parameter",
-        )
-    } == {
+async def test_requirements_and_rules(dp: DemoProject) -> None:
+    api = dp.api
+    wet, parent = await dp.parameter("m_wet"), await dp.requirement("REQ-SYS-001")
+    rule = {"parameterId": wet["id"], "operator": "LE", "threshold": 150000, "unit": "g"}
+    inp: dict[str, Any] = {"projectId": dp.pid, "key": "REQ-MASS-002", "title": "Launcher limit"}
+    inp |= {"priority": "HIGH", "parentId": parent["id"], "rule": rule}
+    req = (await api.ok(REQ_CREATE, inp))["requirement"]
+    assert req == {
+        "id": req["id"],
         "key": "REQ-MASS-002",
         "title": "Launcher limit",
         "priority": "HIGH",
         "status": "DRAFT",
         "verificationMethod": "RULE",
         "compliance": "PASS",
+        "margin": pytest.approx(150000 - wet["number"] * 1000, rel=1e-9),
         "version": 1,
         "parent": {"key": "REQ-SYS-001"},
         "rule": {"operator": "LE", "threshold": 150000.0, "thresholdHigh": None, "unit": "g"},
         "parameter": {"symbol": "m_wet"},
     }
-    assert req["margin"] == pytest.approx(150000 - wet["number"] * 1000, rel=1e-9)
 
-    # Typed errors, nothing created.
-    expect(
-        await run(graphql, *create, {**inp, "key": "REQ-MASS-001"}, demo.token),
-        "DuplicateError",
-        "DUPLICATE",
-        "key",
+    # Typed errors; nothing is created.
+    x = {**inp, "key": "REQ-X-1"}
+    await api.err(REQ_CREATE, {**inp, "key": "REQ-MASS-001"}, "DUPLICATE", "key")
+    await api.err(REQ_CREATE, {**x, "rule": {**rule, "unit": "m/s"}}, "UNIT_MISMATCH", "rule.unit")
+    await api.err(
+        REQ_CREATE, {**x, "rule": {**rule, "unit": "furlongz"}}, "UNKNOWN_UNIT", "rule.unit"
     )
-    bad_unit = {**inp, "key": "REQ-X-1", "rule": {**inp["rule"], "unit": "m/s"}}
-    expect(
-        await run(graphql, *create, bad_unit, demo.token),
-        "DimensionError",
-        "UNIT_MISMATCH",
-        "rule.unit",
-    )
-    unknown_unit = {**inp, "key": "REQ-X-1", "rule": {**inp["rule"], "unit": "furlongz"}}
-    expect(
-        await run(graphql, *create, unknown_unit, demo.token),
-        "UnknownUnitInputError",
-        "UNKNOWN_UNIT",
-        "rule.unit",
-    )
-    between = {**inp, "key": "REQ-X-1", "rule": {**inp["rule"], "operator": "BETWEEN"}}
-    expect(
-        await run(graphql, *create, between, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "rule.thresholdHigh",
-    )
-    # A text parameter: numeric operators do not apply.
-    text_param = await run(
-        graphql,
-        "parameterCreate",
-        "ParameterCreateInput",
-        "... on ParameterCreateSuccess { parameter { id } }",
-        {
-            "projectId": demo.pid,
-            "symbol": "bat_chem",
-            "name": "Battery chemistry",
-            "valueKind": "TEXT",
-            "text": "Li-ion",
-        },
-        demo.token,
-    )
-    on_text = {
-        **inp,
-        "key": "REQ-X-1",
-        "rule": {"parameterSymbol": "bat_chem", "operator": "GE", "threshold": 1},
-    }
-    expect(
-        await run(graphql, *create, on_text, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "rule.operator",
-    )
-    mistyped = {**inp, "key": "REQ-X-1", "rule": {**inp["rule"], "parameterId": parent["id"]}}
-    expect(
-        await run(graphql, *create, mistyped, demo.token),
-        "NotFoundError",
-        "NOT_FOUND",
-        "rule.parameterId",
-    )
-    assert text_param["parameter"]["id"]
-    assert await _req(graphql, demo, "REQ-X-1") is None
+    between = {**x, "rule": {**rule, "operator": "BETWEEN"}}
+    await api.err(REQ_CREATE, between, "VALIDATION_ERROR", "rule.thresholdHigh")
+    mistyped = {**x, "rule": {**rule, "parameterId": parent["id"]}}
+    await api.err(REQ_CREATE, mistyped, "NOT_FOUND", "rule.parameterId")
+    # A numeric operator on a text parameter.
+    text = {"projectId": dp.pid, "symbol": "bat_chem", "name": "Chemistry", "valueKind": "TEXT"}
+    await api.ok(PARAM_CREATE, {**text, "text": "Li-ion"})
+    on_text = {"parameterSymbol": "bat_chem", "operator": "GE", "threshold": 1}
+    await api.err(REQ_CREATE, {**x, "rule": on_text}, "VALIDATION_ERROR", "rule.operator")
+    assert await dp.requirement("REQ-X-1") is None
 
-    update = ("requirementUpdate", "RequirementUpdateInput", REQUIREMENT)
-    r = await run(
-        graphql,
-        *update,
-        {"id": req["id"], "expectedVersion": 1, "rule": {**inp["rule"], "threshold": 100000}},
-        demo.token,
+    tighter = {"id": req["id"], "expectedVersion": 1, "rule": {**rule, "threshold": 100000}}
+    r = (await api.ok(REQ_UPDATE, tighter))["requirement"]
+    assert (r["compliance"], r["version"]) == ("FAIL", 2)
+    assert r["margin"] == pytest.approx(100000 - wet["number"] * 1000, rel=1e-9)
+    before = await dp.requirement("REQ-MASS-002")
+    on_text = {**on_text, "operator": "LT"}
+    await api.err(
+        REQ_UPDATE, {"id": req["id"], "rule": on_text}, "VALIDATION_ERROR", "rule.operator"
     )
-    assert r["__typename"] == "RequirementSuccess"
-    assert (r["requirement"]["compliance"], r["requirement"]["version"]) == ("FAIL", 2)
-    assert r["requirement"]["margin"] == pytest.approx(100000 - wet["number"] * 1000, rel=1e-9)
-    before = await _req(graphql, demo, "REQ-MASS-002")
-    on_text_upd = {
-        "id": req["id"],
-        "rule": {"parameterSymbol": "bat_chem", "operator": "LT", "threshold": 3},
-    }
-    expect(
-        await run(graphql, *update, on_text_upd, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "rule.operator",
-    )
-    expect(
-        await run(
-            graphql, *update, {"id": req["id"], "expectedVersion": 1, "title": "x"}, demo.token
-        ),
-        "VersionConflictError",
-        "VERSION_CONFLICT",
-    )
-    expect(
-        await run(graphql, *update, {"id": parent["id"], "parentId": req["id"]}, demo.token),
-        "CycleDetectedError",
-        "CYCLE_DETECTED",
-        "parentId",
-    )
-    assert await _req(graphql, demo, "REQ-MASS-002") == before
-    r = await run(
-        graphql,
-        *update,
-        {
-            "id": req["id"],
-            "rule": None,
-            "verificationMethod": "TEST",
-            "title": "Launcher mass limit",
-        },
-        demo.token,
-    )
-    assert r["__typename"] == "RequirementSuccess"
-    got = r["requirement"]
-    assert (got["rule"], got["compliance"], got["margin"], got["verificationMethod"]) == (
+    stale = {"id": req["id"], "expectedVersion": 1, "title": "x"}
+    await api.err(REQ_UPDATE, stale, "VERSION_CONFLICT", "expectedVersion")
+    cycle = {"id": parent["id"], "parentId": req["id"]}
+    await api.err(REQ_UPDATE, cycle, "CYCLE_DETECTED", "parentId")
+    assert await dp.requirement("REQ-MASS-002") == before
+    no_rule = {"id": req["id"], "rule": None, "verificationMethod": "TEST", "title": "Mass limit"}
+    r = (await api.ok(REQ_UPDATE, no_rule))["requirement"]
+    assert (r["rule"], r["compliance"], r["margin"], r["verificationMethod"]) == (
         None,
         "UNKNOWN",
         None,
         "TEST",
     )
-    assert (got["title"], got["version"]) == ("Launcher mass limit", 3)
+    assert (r["title"], r["version"]) == ("Mass limit", 3)
 
-    delete = (
-        "requirementDelete",
-        "RequirementDeleteInput",
-        "... on RequirementDeleteSuccess { deletedId requirement { key } }",
-    )
-    expect(
-        await run(graphql, *delete, {"id": parent["id"]}, demo.token),
-        "HasDependentsError",
-        "HAS_DEPENDENTS",
-    )
-    r = await run(graphql, *delete, {"id": req["id"], "expectedVersion": 3}, demo.token)
-    assert r == {
-        "__typename": "RequirementDeleteSuccess",
-        "deletedId": req["id"],
-        "requirement": {"key": "REQ-MASS-002"},
-    }
-    assert await _req(graphql, demo, "REQ-MASS-002") is None
+    await api.err(REQ_DELETE, {"id": parent["id"]}, "HAS_DEPENDENTS", "id")
+    r = await api.ok(REQ_DELETE, {"id": req["id"], "expectedVersion": 3})
+    assert (r["deletedId"], r["requirement"]) == (req["id"], {"key": "REQ-MASS-002"})
+    assert await dp.requirement("REQ-MASS-002") is None
 
 
-LINK = (
-    "... on TraceLinkSuccess { traceLink { id kind suspect suspectReason target { __typename } } }"
+LINK = "traceLink { id kind suspect suspectReason target { __typename } }"
+LINK_CREATE = Op("traceLinkCreate", "TraceLinkSuccess", LINK)
+LINK_CLEAR = Op("traceLinkSuspectClear", "TraceLinkSuccess", LINK, "TraceLinkInput")
+LINK_DELETE = Op(
+    "traceLinkDelete", "TraceLinkDeleteSuccess", "deletedId requirement { key }", "TraceLinkInput"
 )
 
 
-async def test_trace_links_and_suspect_clear(demo: Demo, graphql: GraphQLCall) -> None:
-    req = await _req(graphql, demo, "REQ-PWR-001")
-    load = (
-        await read(
-            graphql,
-            'query($p: ID!) { project(id: $p) { parameter(symbol: "P_load") { id } } }',
-            demo.token,
-            p=demo.pid,
-        )
-    )["project"]["parameter"]
-    create = ("traceLinkCreate", "TraceLinkCreateInput", LINK)
+async def test_trace_links_and_suspect_clear(dp: DemoProject) -> None:
+    api = dp.api
+    req, load = await dp.requirement("REQ-PWR-001"), await dp.parameter("P_load")
     inp = {"requirementId": req["id"], "kind": "VERIFIED_BY", "targetId": load["id"]}
-    r = await run(graphql, *create, inp, demo.token)
-    assert r["__typename"] == "TraceLinkSuccess"
-    link = r["traceLink"]
-    assert (link["kind"], link["suspect"], link["suspectReason"], link["target"]) == (
-        "VERIFIED_BY",
-        False,
-        None,
-        {"__typename": "Parameter"},
-    )
-    expect(await run(graphql, *create, inp, demo.token), "DuplicateError", "DUPLICATE", "targetId")
-    sat = await _component(graphql, demo, "SAT")
-    # A Component id for a link kind that targets parameters reads as missing.
-    expect(
-        await run(graphql, *create, {**inp, "targetId": sat["id"]}, demo.token),
-        "NotFoundError",
-        "NOT_FOUND",
-        "targetId",
-    )
+    link = (await api.ok(LINK_CREATE, inp))["traceLink"]
+    assert link == {
+        "id": link["id"],
+        "kind": "VERIFIED_BY",
+        "suspect": False,
+        "suspectReason": None,
+        "target": {"__typename": "Parameter"},
+    }
+    await api.err(LINK_CREATE, inp, "DUPLICATE", "targetId")
+    # A Component id for a kind that targets parameters reads as missing.
+    sat = await dp.component("SAT")
+    await api.err(LINK_CREATE, {**inp, "targetId": sat["id"]}, "NOT_FOUND", "targetId")
     self_link = {"requirementId": req["id"], "kind": "REFINES", "targetId": req["id"]}
-    expect(
-        await run(graphql, *create, self_link, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "targetId",
-    )
-    links = (await _req(graphql, demo, "REQ-PWR-001"))["links"]
+    await api.err(LINK_CREATE, self_link, "VALIDATION_ERROR", "targetId")
+    links = (await dp.requirement("REQ-PWR-001"))["links"]
     assert len(links) == len(req["links"]) + 1 and not any(x["suspect"] for x in links)
 
-    # Editing the requirement's statement marks its links suspect...
-    r = await run(
-        graphql,
-        "requirementUpdate",
-        "RequirementUpdateInput",
-        REQUIREMENT,
-        {"id": req["id"], "text": "Positive power margin, EOL, worst case."},
-        demo.token,
-    )
-    assert r["__typename"] == "RequirementSuccess"
-    links = {x["id"]: x for x in (await _req(graphql, demo, "REQ-PWR-001"))["links"]}
-    assert links[link["id"]]["suspect"] is True
+    # Editing the statement marks the requirement's links suspect...
+    await api.ok(REQ_UPDATE, {"id": req["id"], "text": "Positive margin, EOL, worst case."})
+    links = {x["id"]: x for x in (await dp.requirement("REQ-PWR-001"))["links"]}
+    assert all(x["suspect"] for x in links.values())
     assert "text" in links[link["id"]]["suspectReason"]
     # ...and the review clears exactly the one link.
-    clear = ("traceLinkSuspectClear", "TraceLinkInput", LINK)
-    r = await run(graphql, *clear, {"id": link["id"]}, demo.token)
-    assert r["__typename"] == "TraceLinkSuccess"
-    assert (r["traceLink"]["suspect"], r["traceLink"]["suspectReason"]) == (False, None)
-    after = {x["id"]: x for x in (await _req(graphql, demo, "REQ-PWR-001"))["links"]}
-    assert after[link["id"]]["suspect"] is False
-    assert all(x["suspect"] for i, x in after.items() if i != link["id"])
-    expect(await run(graphql, *clear, {"id": req["id"]}, demo.token), "NotFoundError", "NOT_FOUND")
+    r = (await api.ok(LINK_CLEAR, {"id": link["id"]}))["traceLink"]
+    assert (r["suspect"], r["suspectReason"]) == (False, None)
+    links = {x["id"]: x for x in (await dp.requirement("REQ-PWR-001"))["links"]}
+    assert [i for i, x in links.items() if not x["suspect"]] == [link["id"]]
+    await api.err(LINK_CLEAR, {"id": req["id"]}, "NOT_FOUND", "id")
 
-    delete = (
-        "traceLinkDelete",
-        "TraceLinkInput",
-        "... on TraceLinkDeleteSuccess { deletedId requirement { key } }",
-    )
-    r = await run(graphql, *delete, {"id": link["id"]}, demo.token)
-    assert r == {
-        "__typename": "TraceLinkDeleteSuccess",
-        "deletedId": link["id"],
-        "requirement": {"key": "REQ-PWR-001"},
-    }
-    assert link["id"] not in {x["id"] for x in (await _req(graphql, demo, "REQ-PWR-001"))["links"]}
-    expect(
-        await run(graphql, *delete, {"id": link["id"]}, demo.token), "NotFoundError", "NOT_FOUND"
-    )
+    r = await api.ok(LINK_DELETE, {"id": link["id"]})
+    assert (r["deletedId"], r["requirement"]) == (link["id"], {"key": "REQ-PWR-001"})
+    links = {x["id"]: x for x in (await dp.requirement("REQ-PWR-001"))["links"]}
+    assert link["id"] not in links and len(links) == len(req["links"])
+    await api.err(LINK_DELETE, {"id": link["id"]}, "NOT_FOUND", "id")
 
 
 # --------------------------------------------------------------------------- comments
 
-COMMENT = "... on CommentSuccess { comment { id body targetId parent { id } author { email } } }"
-COMMENTS_Q = (
-    "query($p: ID!) { project(id: $p) { comments { totalCount edges { node { id body } } } } }"
-)
+COMMENT = "comment { id body targetId parent { id } author { email } }"
+COMMENT_ADD = Op("commentAdd", "CommentSuccess", COMMENT)
+COMMENT_EDIT = Op("commentEdit", "CommentSuccess", COMMENT)
+COMMENT_DELETE = Op("commentDelete", "CommentDeleteSuccess", "deletedId comment { body }")
+COMMENTS = "comments { totalCount edges { node { id body } } }"
 
 
-async def test_comments(
-    demo: Demo, graphql: GraphQLCall, factory: Factory, sessionmaker: Any
-) -> None:
-    other = await factory.account(org=demo.org)
-    async with sessionmaker() as s:
-        s.add(ProjectMember(project_id=demo.project_id, user_id=other.user.id, role="editor"))
-        await s.commit()
-    req = await _req(graphql, demo, "REQ-MASS-001")
-    add = ("commentAdd", "CommentAddInput", COMMENT)
-    r = await run(graphql, *add, {"targetId": req["id"], "body": "Check the margin."}, demo.token)
-    assert r["__typename"] == "CommentSuccess"
-    first = r["comment"]
-    assert (first["body"], first["targetId"], first["parent"]) == (
-        "Check the margin.",
-        req["id"],
-        None,
-    )
-    r = await run(
-        graphql,
-        *add,
-        {"targetId": req["id"], "body": "Done.", "parentId": first["id"]},
-        other.token,
-    )
-    assert r["__typename"] == "CommentSuccess"
-    reply = r["comment"]
-    assert reply["parent"] == {"id": first["id"]}
-    assert reply["author"]["email"] == other.user.email
-    r = await run(graphql, *add, {"targetId": demo.pid, "body": "On the project."}, demo.token)
-    assert r["__typename"] == "CommentSuccess" and r["comment"]["targetId"] == demo.pid
-    before = (await read(graphql, COMMENTS_Q, demo.token, p=demo.pid))["project"]["comments"]
-    assert before["totalCount"] == 3
+async def test_comments(dp: DemoProject, factory: Factory, sessionmaker: Any) -> None:
+    api = dp.api
+    other = await factory.account(org=dp.org)
+    await dp.add_member(sessionmaker, other, "editor")
+    as_other = api.as_(other.token)
+    req = await dp.requirement("REQ-MASS-001")
+    first = (await api.ok(COMMENT_ADD, {"targetId": req["id"], "body": "Check it."}))["comment"]
+    assert (first["body"], first["targetId"], first["parent"]) == ("Check it.", req["id"], None)
+    reply = {"targetId": req["id"], "body": "Done.", "parentId": first["id"]}
+    reply = (await as_other.ok(COMMENT_ADD, reply))["comment"]
+    assert (reply["parent"], reply["author"]) == ({"id": first["id"]}, {"email": other.user.email})
+    r = (await api.ok(COMMENT_ADD, {"targetId": dp.pid, "body": "On the project."}))["comment"]
+    assert r["targetId"] == dp.pid
+    before = await dp.read(COMMENTS)
+    assert before["comments"]["totalCount"] == 3
 
-    link_id = req["links"][0]["id"]  # trace links take no comments
-    expect(
-        await run(graphql, *add, {"targetId": link_id, "body": "x"}, demo.token),
-        "NotFoundError",
-        "NOT_FOUND",
-        "targetId",
-    )
-    expect(
-        await run(graphql, *add, {"targetId": gid("Nope", uuid.uuid4()), "body": "x"}, demo.token),
-        "NotFoundError",
-        "NOT_FOUND",
-        "targetId",
-    )
-    expect(
-        await run(graphql, *add, {"targetId": req["id"], "body": "  "}, demo.token),
-        "ValidationError",
-        "VALIDATION_ERROR",
-        "body",
-    )
-    elsewhere = await run(
-        graphql, *add, {"targetId": demo.pid, "body": "x", "parentId": first["id"]}, demo.token
-    )
-    expect(elsewhere, "ValidationError", "VALIDATION_ERROR", "parentId")
-    edit = ("commentEdit", "CommentEditInput", COMMENT)
-    expect(
-        await run(graphql, *edit, {"id": first["id"], "body": "mine now"}, other.token),
-        "ForbiddenError",
-        "FORBIDDEN",
-    )
-    expect(
-        await run(graphql, *edit, {"id": first["id"], "body": "anon"}, None),
-        "UnauthenticatedError",
-        "UNAUTHENTICATED",
-    )
-    delete = (
-        "commentDelete",
-        "CommentDeleteInput",
-        "... on CommentDeleteSuccess { deletedId comment { body } }",
-    )
-    expect(
-        await run(graphql, *delete, {"id": first["id"]}, other.token), "ForbiddenError", "FORBIDDEN"
-    )
-    assert (await read(graphql, COMMENTS_Q, demo.token, p=demo.pid))["project"]["comments"] == (
-        before
-    )
+    # Trace links take no comments; unknown types and blank text are refused.
+    link_id = req["links"][0]["id"]
+    await api.err(COMMENT_ADD, {"targetId": link_id, "body": "x"}, "NOT_FOUND", "targetId")
+    nope = gid("Nope", uuid.uuid4())
+    await api.err(COMMENT_ADD, {"targetId": nope, "body": "x"}, "NOT_FOUND", "targetId")
+    await api.err(COMMENT_ADD, {"targetId": req["id"], "body": " "}, "VALIDATION_ERROR", "body")
+    elsewhere = {"targetId": dp.pid, "body": "x", "parentId": first["id"]}
+    await api.err(COMMENT_ADD, elsewhere, "VALIDATION_ERROR", "parentId")
+    await as_other.err(COMMENT_EDIT, {"id": first["id"], "body": "mine"}, "FORBIDDEN")
+    await api.as_(None).err(COMMENT_EDIT, {"id": first["id"], "body": "x"}, "UNAUTHENTICATED")
+    await as_other.err(COMMENT_DELETE, {"id": first["id"]}, "FORBIDDEN")
+    assert await dp.read(COMMENTS) == before
 
-    r = await run(graphql, *edit, {"id": first["id"], "body": "Check the mass margin."}, demo.token)
-    assert r["__typename"] == "CommentSuccess" and r["comment"]["body"] == "Check the mass margin."
-    # The owner may delete someone else's comment.
-    r = await run(graphql, *delete, {"id": reply["id"]}, demo.token)
-    assert r == {
-        "__typename": "CommentDeleteSuccess",
-        "deletedId": reply["id"],
-        "comment": {"body": "Done."},
-    }
-    after = (await read(graphql, COMMENTS_Q, demo.token, p=demo.pid))["project"]["comments"]
+    r = (await api.ok(COMMENT_EDIT, {"id": first["id"], "body": "Check the margin."}))["comment"]
+    assert (r["id"], r["body"]) == (first["id"], "Check the margin.")
+    # The owner may delete another's comment.
+    r = await api.ok(COMMENT_DELETE, {"id": reply["id"]})
+    assert (r["deletedId"], r["comment"]) == (reply["id"], {"body": "Done."})
+    after = (await dp.read(COMMENTS))["comments"]
     assert after["totalCount"] == 2
     assert reply["id"] not in {e["node"]["id"] for e in after["edges"]}
 
 
 # --------------------------------------------------------------------------- revisions
 
-REVISION = "... on RevisionCreateSuccess { revision { id name description sequence parameterCount requirementCount componentCount } }"
-KIND = """{ added { id key snapshot } removed { id key snapshot }
-  changed { id key changes { field old new } } }"""
+REVISION = "revision { id name description sequence parameterCount requirementCount }"
+REVISION_CREATE = Op("revisionCreate", "RevisionCreateSuccess", REVISION)
+KIND = "{ added { id key snapshot } removed { id key } changed { key changes { field old new } } }"
 DIFF = f"""query($from: ID!, $to: ID) {{ revisionDiff(from: $from, to: $to) {{
   fromRevision {{ name }} toRevision {{ name }} fromSequence toSequence
   parameters {KIND} requirements {KIND} components {KIND} }} }}"""
+PARAM_UPDATE = Op("parameterUpdate", "ParameterChangeSuccess", "sequence")
 
 
 def _changes(kind: dict[str, Any]) -> dict[str, dict[str, tuple[Any, Any]]]:
@@ -837,148 +541,85 @@ def _changes(kind: dict[str, Any]) -> dict[str, dict[str, tuple[Any, Any]]]:
     }
 
 
-async def test_revision_create_and_diff(demo: Demo, graphql: GraphQLCall) -> None:
-    create = ("revisionCreate", "RevisionCreateInput", REVISION)
-    r = await run(
-        graphql, *create, {"projectId": demo.pid, "name": "B", "description": "PDR"}, demo.token
-    )
-    assert r["__typename"] == "RevisionCreateSuccess"
-    rev_b = r["revision"]
-    assert (rev_b["name"], rev_b["description"]) == ("B", "PDR")
-    assert rev_b["parameterCount"] > 50 and rev_b["requirementCount"] == 10
-    assert rev_b["componentCount"] > 20 and rev_b["sequence"] > 0
-    expect(
-        await run(graphql, *create, {"projectId": demo.pid, "name": "A"}, demo.token),
-        "DuplicateError",
-        "DUPLICATE",
-        "name",
-    )
-    revisions = "query($p: ID!) { project(id: $p) { revisions { totalCount } } }"
-    count = (await read(graphql, revisions, demo.token, p=demo.pid))["project"]["revisions"]
-    assert count == {"totalCount": 2}  # the demo's A and the new B
-    expect(
-        await run(graphql, *create, {"projectId": demo.pid, "name": "C"}, None),
-        "UnauthenticatedError",
-        "UNAUTHENTICATED",
-    )
+async def test_revision_create_and_diff(dp: DemoProject) -> None:
+    api = dp.api
+    rev_b = (
+        await api.ok(REVISION_CREATE, {"projectId": dp.pid, "name": "B", "description": "PDR"})
+    )["revision"]
+    assert (rev_b["name"], rev_b["description"], rev_b["requirementCount"]) == ("B", "PDR", 10)
+    assert rev_b["parameterCount"] > 50 and rev_b["sequence"] > 0
+    await api.err(REVISION_CREATE, {"projectId": dp.pid, "name": "A"}, "DUPLICATE", "name")
+    await api.as_(None).err(REVISION_CREATE, {"projectId": dp.pid, "name": "C"}, "UNAUTHENTICATED")
+    assert await dp.count("revisions") == 2  # the demo's A and B
 
-    empty = (await read(graphql, DIFF, demo.token, **{"from": rev_b["id"]}))["revisionDiff"]
+    empty = (await api.read(DIFF, **{"from": rev_b["id"]}))["revisionDiff"]
     for kind in ("parameters", "requirements", "components"):
         assert empty[kind] == {"added": [], "removed": [], "changed": []}
     # Only the revision's own creation event happened since.
     assert empty["toRevision"] is None and empty["toSequence"] == empty["fromSequence"] + 1
 
     # Edit the payload mass (20 -> 24 kg) and add a component: the diff shows both.
-    payload = (
-        await read(
-            graphql,
-            'query($p: ID!) { project(id: $p) { parameter(symbol: "m_payload") { id version } } }',
-            demo.token,
-            p=demo.pid,
-        )
-    )["project"]["parameter"]
-    r = await run(
-        graphql,
-        "parameterUpdate",
-        "ParameterUpdateInput",
-        "... on ParameterChangeSuccess { sequence }",
-        {"id": payload["id"], "expectedVersion": payload["version"], "number": 24.0},
-        demo.token,
-    )
-    assert r["__typename"] == "ParameterChangeSuccess"
-    r = await run(
-        graphql,
-        "componentCreate",
-        "ComponentCreateInput",
-        COMPONENT,
-        {"projectId": demo.pid, "tag": "PL-CAM-02", "name": "Second imager"},
-        demo.token,
-    )
-    assert r["__typename"] == "ComponentSuccess"
-    new_comp = r["component"]
+    payload = await dp.parameter("m_payload")
+    edit = {"id": payload["id"], "expectedVersion": payload["version"], "number": 24.0}
+    await api.ok(PARAM_UPDATE, edit)
+    comp = {"projectId": dp.pid, "tag": "PL-CAM-02", "name": "Second imager"}
+    comp = (await api.ok(COMPONENT_CREATE, comp))["component"]
 
-    diff = (await read(graphql, DIFF, demo.token, **{"from": rev_b["id"]}))["revisionDiff"]
+    diff = (await api.read(DIFF, **{"from": rev_b["id"]}))["revisionDiff"]
     assert diff["fromRevision"] == {"name": "B"} and diff["toRevision"] is None
     assert diff["toSequence"] > diff["fromSequence"] == rev_b["sequence"]
     params = _changes(diff["parameters"])
+    assert set(params) == {"m_payload", "m_dry", "m_prop", "m_wet"}
     assert params["m_payload"]["value"] == (20.0, 24.0)
     assert params["m_payload"]["version"] == (payload["version"], payload["version"] + 1)
-    assert set(params) == {"m_payload", "m_dry", "m_prop", "m_wet"}
     old_wet, new_wet = params["m_wet"]["value"]
     assert new_wet > 130 > old_wet
-    reqs = _changes(diff["requirements"])
-    assert reqs["REQ-MASS-001"]["compliance"] == ("PASS", "FAIL")
-    assert diff["components"]["added"] == [
-        {
-            "id": new_comp["id"],
-            "key": "PL-CAM-02",
-            "snapshot": diff["components"]["added"][0]["snapshot"],
-        }
-    ]
-    assert diff["components"]["added"][0]["snapshot"]["name"] == "Second imager"
-    assert diff["components"]["removed"] == [] and diff["parameters"]["added"] == []
+    assert _changes(diff["requirements"])["REQ-MASS-001"]["compliance"] == ("PASS", "FAIL")
+    [added] = diff["components"]["added"]
+    assert (added["id"], added["key"], added["snapshot"]["name"]) == (
+        comp["id"],
+        "PL-CAM-02",
+        "Second imager",
+    )
+    assert diff["components"]["removed"] == [] == diff["parameters"]["added"]
 
-    # Revision to revision gives the same; a later revision against now is empty.
-    r = await run(graphql, *create, {"projectId": demo.pid, "name": "C"}, demo.token)
-    rev_c = r["revision"]
-    between = (await read(graphql, DIFF, demo.token, **{"from": rev_b["id"], "to": rev_c["id"]}))[
-        "revisionDiff"
-    ]
-    assert between["toRevision"] == {"name": "C"}
-    assert _changes(between["parameters"]) == params
-    back = (await read(graphql, DIFF, demo.token, **{"from": rev_c["id"], "to": rev_b["id"]}))[
-        "revisionDiff"
-    ]
+    # Revision to revision gives the same; the other way round reverses it.
+    rev_c = (await api.ok(REVISION_CREATE, {"projectId": dp.pid, "name": "C"}))["revision"]
+    between = (await api.read(DIFF, **{"from": rev_b["id"], "to": rev_c["id"]}))["revisionDiff"]
+    assert between["toRevision"] == {"name": "C"} and _changes(between["parameters"]) == params
+    back = (await api.read(DIFF, **{"from": rev_c["id"], "to": rev_b["id"]}))["revisionDiff"]
     assert _changes(back["parameters"])["m_payload"]["value"] == (24.0, 20.0)
     assert [c["key"] for c in back["components"]["removed"]] == ["PL-CAM-02"]
 
-    # Missing, mistyped, foreign or anonymous: null.
-    for variables, token in (
-        ({"from": demo.pid}, demo.token),
-        ({"from": rev_b["id"], "to": demo.pid}, demo.token),
-        ({"from": rev_b["id"]}, None),
-    ):
-        assert (await read(graphql, DIFF, token, **variables))["revisionDiff"] is None  # type: ignore[arg-type]
+    # Mistyped, foreign or anonymous: null.
+    assert (await api.read(DIFF, **{"from": dp.pid}))["revisionDiff"] is None
+    assert (await api.read(DIFF, **{"from": rev_b["id"], "to": comp["id"]}))["revisionDiff"] is None
+    assert (await api.as_(None).read(DIFF, **{"from": rev_b["id"]}))["revisionDiff"] is None
 
 
 # --------------------------------------------------------------------------- access
 
 
 async def test_viewers_strangers_and_anonymous_change_nothing(
-    demo: Demo, graphql: GraphQLCall, factory: Factory, sessionmaker: Any
+    dp: DemoProject, factory: Factory, sessionmaker: Any
 ) -> None:
-    viewer = await factory.account(org=demo.org)
-    async with sessionmaker() as s:
-        s.add(ProjectMember(project_id=demo.project_id, user_id=viewer.user.id, role="viewer"))
-        await s.commit()
-    stranger = await factory.account()
-    sat = await _component(graphql, demo, "SAT")
-    req = await _req(graphql, demo, "REQ-MASS-001")
+    viewer, stranger = await factory.account(org=dp.org), await factory.account()
+    await dp.add_member(sessionmaker, viewer, "viewer")
+    sat, req = await dp.component("SAT"), await dp.requirement("REQ-MASS-001")
     calls = [
-        (
-            "componentCreate",
-            "ComponentCreateInput",
-            {"projectId": demo.pid, "tag": "X-1", "name": "x"},
-        ),
-        ("componentUpdate", "ComponentUpdateInput", {"id": sat["id"], "name": "x"}),
-        (
-            "componentTypeCreate",
-            "ComponentTypeCreateInput",
-            {"projectId": demo.pid, "code": "X", "name": "x"},
-        ),
-        ("requirementUpdate", "RequirementUpdateInput", {"id": req["id"], "title": "x"}),
-        ("traceLinkSuspectClear", "TraceLinkInput", {"id": req["links"][0]["id"]}),
-        ("commentAdd", "CommentAddInput", {"targetId": req["id"], "body": "x"}),
-        ("revisionCreate", "RevisionCreateInput", {"projectId": demo.pid, "name": "X"}),
-        ("projectUpdate", "ProjectUpdateInput", {"id": demo.pid, "name": "x"}),
+        (COMPONENT_CREATE, {"projectId": dp.pid, "tag": "X-1", "name": "x"}),
+        (COMPONENT_UPDATE, {"id": sat["id"], "name": "x"}),
+        (TYPE_CREATE, {"projectId": dp.pid, "code": "X", "name": "x"}),
+        (REQ_UPDATE, {"id": req["id"], "title": "x"}),
+        (LINK_CLEAR, {"id": req["links"][0]["id"]}),
+        (COMMENT_ADD, {"targetId": req["id"], "body": "x"}),
+        (REVISION_CREATE, {"projectId": dp.pid, "name": "X"}),
+        (PROJECT_UPDATE, {"id": dp.pid, "name": "x"}),
     ]
-    for name, input_type, inp in calls:
-        r = await run(graphql, name, input_type, "", inp, viewer.token)
-        expect(r, "ForbiddenError", "FORBIDDEN")
-        r = await run(graphql, name, input_type, "", inp, stranger.token)
-        expect(r, "NotFoundError", "NOT_FOUND")
-        r = await run(graphql, name, input_type, "", inp, None)
-        expect(r, "UnauthenticatedError", "UNAUTHENTICATED")
-    assert await _component(graphql, demo, "SAT") == sat
-    assert await _req(graphql, demo, "REQ-MASS-001") == req
-    assert await _component(graphql, demo, "X-1") is None
+    for op, inp in calls:
+        await dp.api.as_(viewer.token).err(op, inp, "FORBIDDEN")
+        await dp.api.as_(stranger.token).err(op, inp, "NOT_FOUND")
+        await dp.api.as_(None).err(op, inp, "UNAUTHENTICATED")
+    assert await dp.component("SAT") == sat
+    assert await dp.requirement("REQ-MASS-001") == req
+    assert await dp.component("X-1") is None

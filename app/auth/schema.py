@@ -292,43 +292,49 @@ class AuthMutation:
                 field=None,
                 retry_after_seconds=wait,
             )
-        try:
-            issued, user = await service.login(
-                ctx.session,
-                email=input.email,
-                password=input.password,
-                secret_key=ctx.settings.secret_key,
-                ttl=ttl,
+        # Login runs as the system (row-level security would hide the account before
+        # anyone is signed in), in its own committed transaction.
+        async with ctx.sessionmaker() as session:
+            try:
+                issued, user = await service.login(
+                    session,
+                    email=input.email,
+                    password=input.password,
+                    secret_key=ctx.settings.secret_key,
+                    ttl=ttl,
+                )
+            except InvalidCredentials as exc:
+                await limiter.failed(input.email, ctx.client_ip)
+                await record_now(
+                    ctx.sessionmaker,
+                    actor=None,
+                    actor_label=input.email[:320],
+                    meta=meta,
+                    action="auth.login_failed",
+                )
+                return InvalidCredentialsError(message=exc.message, code=exc.code, field="password")
+            principal = Principal(
+                user_id=user.id,
+                organization_id=user.organization_id,
+                email=user.email,
+                is_admin=user.is_admin,
+                token_id=issued.row.id,
             )
-        except InvalidCredentials as exc:
-            ctx.rollback_only = True
-            await limiter.failed(input.email, ctx.client_ip)
-            await record_now(
-                ctx.sessionmaker,
-                actor=None,
-                actor_label=input.email[:320],
+            record(
+                session,
+                actor=principal,
                 meta=meta,
-                action="auth.login_failed",
+                action="auth.login",
+                project_id=None,
+                object_type="api_token",
+                object_id=issued.row.id,
+                diff={},
             )
-            return InvalidCredentialsError(message=exc.message, code=exc.code, field="password")
+            await session.commit()
         await limiter.succeeded(input.email)
-        principal = Principal(
-            user_id=user.id,
-            organization_id=user.organization_id,
-            email=user.email,
-            is_admin=user.is_admin,
-            token_id=issued.row.id,
-        )
-        record(
-            ctx.session,
-            actor=principal,
-            meta=meta,
-            action="auth.login",
-            project_id=None,
-            object_type="api_token",
-            object_id=issued.row.id,
-            diff={},
-        )
+        if not ctx.has_session:
+            # The rest of this response resolves as the user who just signed in.
+            ctx.principal = principal
         return LoginSuccess(
             token=issued.token,
             expires_in_seconds=int(ttl.total_seconds()),

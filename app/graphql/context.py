@@ -28,9 +28,7 @@ class OperationState:
 
 # Set by subscription generators before yielding an event; contextvars follow the
 # consumer task (and tasks it spawns), so every resolver of that event sees it.
-current_operation: ContextVar[OperationState | None] = ContextVar(
-    "current_operation", default=None
-)
+current_operation: ContextVar[OperationState | None] = ContextVar("current_operation", default=None)
 
 
 @dataclass
@@ -59,11 +57,20 @@ class Context:
         if op is not None:
             return op.session
         if self._session is None:
-            self._session = self.sessionmaker()
+            self._session = self.new_session()
             if self.redis is not None:
                 # Event publishing after commit finds the client here (app.events).
                 self._session.info["redis"] = self.redis
         return self._session
+
+    def new_session(self) -> AsyncSession:
+        """A session bound to the caller's tenant by row-level security."""
+        from app.db import ANONYMOUS, Tenant, restrict_to
+
+        session = self.sessionmaker()
+        p = self.principal
+        restrict_to(session, Tenant(p.organization_id, p.user_id) if p else ANONYMOUS)
+        return session
 
     @property
     def has_session(self) -> bool:

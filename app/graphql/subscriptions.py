@@ -221,7 +221,7 @@ async def _user(info: GQLInfo, user_id: uuid.UUID | None) -> User | None:
 async def _authorize(info: GQLInfo, project_gid: relay.GlobalID) -> uuid.UUID:
     ctx = info.context
     project_id = decode_id(project_gid, "Project")
-    async with ctx.sessionmaker() as session:
+    async with ctx.new_session() as session:
         visible = await visible_projects(session, principal=ctx.principal)
     if project_id is None or project_id not in visible:
         # Same answer for hidden and missing projects.
@@ -261,7 +261,7 @@ async def _stream(
         ):
             if state is not None:
                 await state.session.close()
-            state = OperationState(session=ctx.sessionmaker())
+            state = OperationState(session=ctx.new_session())
             current_operation.set(state)
             yield event
     except TokenRevoked:
