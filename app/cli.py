@@ -26,6 +26,11 @@ user_cli = typer.Typer(help="Manage users.", no_args_is_help=True)
 token_cli = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 cli.add_typer(user_cli, name="user")
 cli.add_typer(token_cli, name="token")
+operations_cli = typer.Typer(
+    help="Persisted (allow-listed) operations for THREADLINE_PERSISTED_ONLY mode.",
+    no_args_is_help=True,
+)
+cli.add_typer(operations_cli, name="operations")
 
 DataDir = Annotated[
     Path | None,
@@ -313,6 +318,51 @@ def token_create(
     if token is None:
         raise _err(f"no user with email {email}")
     typer.echo(token)
+
+
+@operations_cli.command("register")
+def operations_register(
+    files: Annotated[list[Path], typer.Argument(help=".graphql files, one document each.")],
+    client: Annotated[str, typer.Option(help="Client name recorded with them.")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Validate documents against the schema and allow-list them; prints hash and names."""
+    from app.graphql.schema import build_schema
+    from app.operations.service import InvalidDocument, register
+
+    documents = []
+    for f in files:
+        try:
+            documents.append(f.read_text())
+        except OSError as exc:
+            raise _err(f"cannot read {f}: {exc}") from exc
+
+    async def run(settings: Settings) -> list[str]:
+        from app.db import make_engine, make_sessionmaker, unit_of_work
+
+        assert settings.database_url is not None
+        engine = make_engine(settings.database_url)
+        try:
+            async with unit_of_work(make_sessionmaker(engine)) as session:
+                out = await register(
+                    session,
+                    schema=build_schema(settings)._schema,
+                    documents=documents,
+                    client=client,
+                )
+            return [f"{r.id}  {r.name or '-'}  {'new' if r.created else 'known'}" for r in out]
+        finally:
+            await engine.dispose()
+
+    settings = _settings(data_dir)
+    with services(settings) as settings:
+        _migrate(settings)
+        try:
+            lines = asyncio.run(run(settings))
+        except InvalidDocument as exc:
+            raise _err(f"invalid document: {exc}") from exc
+    for line in lines:
+        typer.echo(line)
 
 
 @cli.command("export-schema")

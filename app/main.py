@@ -26,6 +26,7 @@ from app.graphql.http import ThreadlineGraphQL
 from app.graphql.schema import build_schema
 from app.live import Hub
 from app.logging_setup import request_id_var
+from app.operations.service import OperationStore
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("threadline")
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         app.state.redis = aioredis.from_url(redis_url)
+        app.state.operations = OperationStore(app.state.sessionmaker)
         app.state.hub = Hub(
             redis_url=redis_url,
             sessionmaker=app.state.sessionmaker,

@@ -5,6 +5,7 @@ from app.auth.models import ApiToken, Organization, Team, TeamMember, User
 from app.comments.models import Comment
 from app.components.models import Component, ComponentType, Connector
 from app.db import Base
+from app.operations.models import PersistedOperation
 from app.parameters.models import Parameter, ParameterDependency, ParameterVersion
 from app.projects.models import Project, ProjectEvent, ProjectMember
 from app.requirements.models import Requirement, TraceLink
@@ -23,6 +24,7 @@ __all__ = [
     "Parameter",
     "ParameterDependency",
     "ParameterVersion",
+    "PersistedOperation",
     "Project",
     "ProjectEvent",
     "ProjectMember",

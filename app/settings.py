@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     live_auth_check_seconds: float = Field(
         default=30.0, gt=0, description="How often open subscriptions re-check their token."
     )
+    max_query_cost: int = Field(
+        default=500_000,
+        ge=1,
+        description="Upper bound of an operation's estimated cost (connections multiply "
+        "their selection by `first`/`last`).",
+    )
+    request_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    persisted_only: bool = Field(
+        default=False, description="Execute only registered (persisted) operations."
+    )
     introspection_anonymous: bool = Field(
         default=True, description="Allow schema introspection without a token."
     )

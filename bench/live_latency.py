@@ -467,6 +467,7 @@ def run_one(
                     total += t.user + t.system
             return total
 
+        print(f"  all {n} subscribed; measuring {edits} edits...", flush=True)
         client_pids = [p.pid for p, _ in workers if p.pid is not None]
         cpu_start = (cpu_seconds([api_pid]), cpu_seconds(client_pids), time.monotonic())
         measured: list[tuple[int, float, float]] = []

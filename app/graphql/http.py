@@ -28,10 +28,11 @@ path and the IDE and replaces the HTTP pipeline:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -79,6 +80,8 @@ class GraphQLParams:
     operation_name: str | None = None
     variables: dict[str, Any] | None = None
     extensions: dict[str, Any] | None = None
+    # sha256 of a persisted document, when the client sent a hash instead of a query.
+    document_id: str | None = None
 
 
 # --- content negotiation --------------------------------------------------------
@@ -165,7 +168,10 @@ def _bad_request(message: str) -> HTTPError:
 def _validated(
     query: object, operation_name: object, variables: object, extensions: object
 ) -> GraphQLParams:
-    if query is None or query == "":
+    document_id = _persisted_hash(extensions)
+    if (query is None or query == "") and document_id is not None:
+        query = ""  # filled in from the persisted operations by the view
+    elif query is None or query == "":
         raise _bad_request("Missing the `query` parameter: send a GraphQL document.")
     if not isinstance(query, str):
         raise _bad_request("The `query` parameter must be a string.")
@@ -176,8 +182,22 @@ def _validated(
     if extensions is not None and not isinstance(extensions, dict):
         raise _bad_request("The `extensions` parameter must be a JSON object or null.")
     return GraphQLParams(
-        query=query, operation_name=operation_name, variables=variables, extensions=extensions
+        query=query,
+        operation_name=operation_name,
+        variables=variables,
+        extensions=extensions,
+        document_id=document_id,
     )
+
+
+def _persisted_hash(extensions: object) -> str | None:
+    """The document hash of an Apollo-style persisted query, if the request names one."""
+    if not isinstance(extensions, dict):
+        return None
+    pq = extensions.get("persistedQuery")
+    if isinstance(pq, dict) and isinstance(pq.get("sha256Hash"), str):
+        return str(pq["sha256Hash"]).lower()
+    return None
 
 
 def _json_param(request: Request, name: str) -> object:
@@ -229,7 +249,15 @@ async def params_from_post(request: Request) -> GraphQLParams:
             f"Unsupported charset {params['charset']!r}: the body must be UTF-8.",
             "UNSUPPORTED_MEDIA_TYPE",
         )
-    body = await request.body()
+    limit = request.app.state.settings.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPError(413, f"The request body exceeds {limit} bytes.", "PAYLOAD_TOO_LARGE")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPError(413, f"The request body exceeds {limit} bytes.", "PAYLOAD_TOO_LARGE")
     if not body.strip():
         raise _bad_request("The request body is empty: send a JSON object with a `query`.")
     try:
@@ -371,6 +399,7 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
                     "METHOD_NOT_ALLOWED",
                     {"allow": "GET, POST"},
                 )
+            params = await resolve_operation(request, params)
             return await self.execute_http(request, params, media_type)
         except HTTPError as exc:
             return self.json_response(
@@ -385,16 +414,18 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
     ) -> Response:
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, response=sub_response)
+        timeout = request.app.state.settings.request_timeout_seconds
         try:
-            result = await self.schema.execute(
-                params.query,
-                variable_values=params.variables,
-                context_value=context,
-                root_value=None,
-                operation_name=params.operation_name,
-                allowed_operation_types=_ALLOWED_OPERATIONS[request.method],
-                operation_extensions=params.extensions,
-            )
+            async with asyncio.timeout(timeout):
+                result = await self.schema.execute(
+                    params.query,
+                    variable_values=params.variables,
+                    context_value=context,
+                    root_value=None,
+                    operation_name=params.operation_name,
+                    allowed_operation_types=_ALLOWED_OPERATIONS[request.method],
+                    operation_extensions=params.extensions,
+                )
         except InvalidOperationTypeError as exc:
             if exc.operation_type == OperationType.MUTATION:
                 raise HTTPError(
@@ -409,6 +440,16 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
             result = ExecutionResult(data=None, errors=[GraphQLError(exc.as_http_error_reason())])
         except MissingQueryError:  # _validated already refuses this; kept as a guard
             raise _bad_request("Missing the `query` parameter.") from None
+        except TimeoutError:
+            if context.has_session:
+                # The operation was cancelled mid-flight: nothing of it may commit.
+                await context.session.close()
+            raise HTTPError(
+                504,
+                f"The operation took longer than {timeout:g} s and was cancelled; "
+                "nothing was changed.",
+                "TIMEOUT",
+            ) from None
 
         body, status = classify(result)
         if media_type == APPLICATION_JSON and status == 400:
@@ -434,3 +475,30 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
                 **(headers or {}),
             },
         )
+
+
+async def resolve_operation(request: Request, params: GraphQLParams) -> GraphQLParams:
+    """Fill in a persisted document by hash; in persisted-only mode refuse unknown ones."""
+    from app.operations.service import document_hash
+
+    state = request.app.state
+    store = state.operations
+    if params.document_id is not None:
+        document = await store.get(params.document_id)
+        if document is None:
+            raise HTTPError(
+                400,
+                "PersistedQueryNotFound",
+                "PERSISTED_QUERY_NOT_FOUND",
+            )
+        if params.query and document_hash(params.query) != params.document_id:
+            raise _bad_request("The query does not match its sha256Hash.")
+        return replace(params, query=document)
+    if state.settings.persisted_only and await store.get(document_hash(params.query)) is None:
+        raise HTTPError(
+            400,
+            "Only registered operations are accepted here; register this document with "
+            "`threadline operations register`.",
+            "PERSISTED_QUERY_REQUIRED",
+        )
+    return params

@@ -23,6 +23,7 @@ from app.comments.mutations import CommentMutation
 from app.components.mutations import ComponentMutation
 from app.graphql.context import Context
 from app.graphql.extensions import UnitOfWork, should_mask
+from app.graphql.limits import OperationLimits
 from app.graphql.subscriptions import Subscription
 from app.parameters.mutations import ParameterMutation
 from app.projects.mutations import ProjectMutation
@@ -132,6 +133,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: MaxTokensLimiter(max_token_count=limits.max_query_tokens),
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
+        OperationLimits,
         UnitOfWork,
         lambda: MaskErrors(should_mask_error=should_mask, error_message="Internal server error."),
     ]

@@ -1,0 +1,140 @@
+"""Per-operation limits applied after validation: estimated cost and introspection access.
+
+The cost estimate counts one per field and multiplies a connection's selection by its
+page size (``first``/``last``, or the default page size), so
+``components(first: 500) { nodes { parameters(first: 500) { … } } }`` is priced as the
+250,000 rows it could touch — and refused before any resolver runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+    get_named_type,
+)
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionResult
+
+from app.graphql.context import Context
+
+
+class _Pricer:
+    def __init__(
+        self,
+        schema: Any,
+        fragments: dict[str, FragmentDefinitionNode],
+        variables: dict[str, Any],
+        default_page: int,
+    ) -> None:
+        self.schema = schema
+        self.fragments = fragments
+        self.variables = variables
+        self.default_page = default_page
+        self.introspection = False
+
+    def page_size(self, node: FieldNode) -> int | None:
+        size = None
+        for arg in node.arguments or ():
+            if arg.name.value not in ("first", "last"):
+                continue
+            value = arg.value
+            if isinstance(value, IntValueNode):
+                size = int(value.value)
+            elif isinstance(value, VariableNode):
+                raw = self.variables.get(value.name.value)
+                size = raw if isinstance(raw, int) else None
+        return size
+
+    def cost(
+        self,
+        selection_set: SelectionSetNode | None,
+        parent: GraphQLNamedType | None,
+        seen: frozenset[str] = frozenset(),
+    ) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        for sel in selection_set.selections:
+            if isinstance(sel, FieldNode):
+                name = sel.name.value
+                if name in ("__schema", "__type"):
+                    self.introspection = True
+                field_type = None
+                if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+                    field_def = parent.fields.get(name)
+                    field_type = get_named_type(field_def.type) if field_def else None
+                multiplier = 1
+                if field_type is not None and field_type.name.endswith("Connection"):
+                    multiplier = max(self.page_size(sel) or self.default_page, 1)
+                total += 1 + multiplier * self.cost(sel.selection_set, field_type, seen)
+            elif isinstance(sel, InlineFragmentNode):
+                target = parent
+                if sel.type_condition is not None:
+                    target = self.schema.get_type(sel.type_condition.name.value)
+                total += self.cost(sel.selection_set, target, seen)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                frag = self.fragments.get(name)
+                if frag is None or name in seen:
+                    continue
+                target = self.schema.get_type(frag.type_condition.name.value)
+                total += self.cost(frag.selection_set, target, seen | {name})
+        return total
+
+
+class OperationLimits(SchemaExtension):
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        context = ec.context
+        document = ec.graphql_document
+        if document is None or not isinstance(context, Context):
+            yield
+            return
+        settings = context.settings
+        schema = ec.schema._schema
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        pricer = _Pricer(schema, fragments, ec.variables or {}, settings.default_page_size)
+        cost = 0
+        for definition in document.definitions:
+            if not isinstance(definition, OperationDefinitionNode):
+                continue
+            if ec.operation_name and definition.name and definition.name.value != ec.operation_name:
+                continue
+            root = schema.get_root_type(definition.operation)
+            cost = max(cost, pricer.cost(definition.selection_set, root))
+        error = None
+        if cost > settings.max_query_cost:
+            error = GraphQLError(
+                f"operation cost {cost} exceeds the limit of {settings.max_query_cost}; "
+                "request smaller pages (first/last) or fewer nested connections",
+                extensions={"code": "COST_LIMIT", "cost": cost, "limit": settings.max_query_cost},
+            )
+        elif (
+            pricer.introspection
+            and context.principal is None
+            and (not settings.introspection_anonymous)
+        ):
+            error = GraphQLError(
+                "introspection requires authentication",
+                extensions={"code": "UNAUTHENTICATED"},
+            )
+        if error is not None:
+            # Setting the result short-circuits execution: no resolver runs.
+            ec.result = ExecutionResult(data=None, errors=[error])
+        yield
