@@ -201,7 +201,7 @@ async def _load_demo(settings: Settings) -> str:
 def _print_demo_credentials(token: str) -> None:
     from app.demo.model import DEMO_USER
 
-    typer.echo("Demo project 'Smallsat (demo)' is loaded.")
+    typer.echo("Demo project 'LEO-1 Smallsat' is loaded.")
     typer.echo(f"  email:    {DEMO_USER['email']}")
     typer.echo(f"  password: {DEMO_USER['password']}")
     typer.echo(f"  token:    {token}")

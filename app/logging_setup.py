@@ -49,3 +49,5 @@ def configure_logging(level: str = "info", json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # pgserver narrates every pg_ctl call at INFO.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/live_latency.py [--subscribers 1,100,1000] [--edits 60]
         [--pause 0.25] [--client-procs 0] [--query events|typed] [--no-compression]
-        [--profile DIR] [--results bench/RESULTS.md | --no-write]
+        [--profile DIR] [--label TEXT] [--append]
+        [--results bench/RESULTS.md | --no-write]
 
 Starts its own embedded PostgreSQL and Redis in a temporary directory, migrates,
 loads the smallsat demo and starts ONE api process (a uvicorn subprocess, as
@@ -379,6 +380,8 @@ class RunResult:
     error_samples: list[str]
     api_cpu: float  # CPU time of the api process / wall time, measured edits
     client_cpu: float  # same, all client processes together
+    machine_cpu: float  # busy CPU of the whole machine (all processes), in cores
+    load: float  # 1-minute load average at the end of the measured edits
 
 
 def run_one(
@@ -391,7 +394,6 @@ def run_one(
     profile: Path | None,
     api_pid: int,
     clock: PublishClock,
-    native: bool = False,
 ) -> RunResult:
     import psutil
 
@@ -443,8 +445,6 @@ def run_one(
             profile.mkdir(parents=True, exist_ok=True)
             spy_bin = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             common = [spy_bin, "record", "-p", str(api_pid), "-r", "250", "--nonblocking"]
-            if native:
-                common.append("--native")
             spy = [
                 subprocess.Popen(
                     [*common, "-o", str(profile / f"api-{n}.svg")],
@@ -470,6 +470,7 @@ def run_one(
         print(f"  all {n} subscribed; measuring {edits} edits...", flush=True)
         client_pids = [p.pid for p, _ in workers if p.pid is not None]
         cpu_start = (cpu_seconds([api_pid]), cpu_seconds(client_pids), time.monotonic())
+        machine_start = psutil.cpu_times()
         measured: list[tuple[int, float, float]] = []
         for _ in range(edits):
             measured.append(editor.edit())
@@ -477,6 +478,10 @@ def run_one(
         wall = time.monotonic() - cpu_start[2]
         api_cpu = (cpu_seconds([api_pid]) - cpu_start[0]) / wall
         client_cpu = (cpu_seconds(client_pids) - cpu_start[1]) / wall
+        machine_end = psutil.cpu_times()
+        idle = (machine_end.idle + machine_end.iowait) - (machine_start.idle + machine_start.iowait)
+        machine_cpu = (sum(machine_end) - sum(machine_start) - idle) / wall
+        load = os.getloadavg()[0]
 
         if spy is not None:
             for s in spy:
@@ -525,6 +530,8 @@ def run_one(
         error_samples=error_samples,
         api_cpu=api_cpu,
         client_cpu=client_cpu,
+        machine_cpu=machine_cpu,
+        load=load,
     )
 
 
@@ -575,17 +582,41 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
-def section(results: list[RunResult], args: argparse.Namespace, command: str) -> str:
+DESCRIPTION = """\
+One api process (uvicorn, uvloop, httptools), embedded PostgreSQL and Redis; the
+WebSocket clients (`websockets` library, one `projectEvents` subscription per
+connection, permessage-deflate negotiated as browsers do unless noted) and the server
+share the machine. Each run makes its measured edits of `m_payload` over HTTP one at
+a time (3 derived parameters recomputed and REQ-MASS-001 flipped per edit), after
+every subscriber has received warm-up events. Columns (times in ms):
+
+- *Edit→delivery*: the subscriber's client read the `next` message, minus the moment
+  just before the mutation's HTTP request was sent; over every (edit, subscriber) pair.
+  Target (issue 5): p99 < 50 ms at 1,000 subscribers.
+- *Last subscriber*: per edit, until every subscriber had it.
+- *Publish→delivery*: from the moment the event appeared on Redis (a listener in the
+  benchmark process) to the subscriber: the api process's fan-out alone.
+- *Edit→publish*: the mutation up to its commit and publish (per edit).
+- *Mutation HTTP*: the mutation's own round trip.
+- *CPU*: CPU time / wall time during the measured edits (1.00 = one core) of the api
+  process, of the client processes, and of the whole machine (every process, including
+  anything else running on it: this machine is shared), with the 1-minute load average.
+"""
+
+
+def run_block(results: list[RunResult], args: argparse.Namespace, command: str) -> str:
     rows = [
-        "| Subscribers | Client procs | Deliveries | Edit→delivery p50 | **p99** | max "
+        "| Subscribers | Deliveries | Edit→delivery p50 | **p99** | max "
         "| Last subscriber p50 / p99 | Publish→delivery p50 / p99 | Edit→publish p50 "
-        "| Mutation HTTP p50 / p99 | CPU api / clients |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Mutation HTTP p50 / p99 | CPU api / clients / machine (load) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lat, last, http, fan = r.latencies, r.last_latencies, r.http, r.fanout
+        procs = f"{r.client_procs} client proc{'s' if r.client_procs > 1 else ''}"
         rows.append(
-            f"| {r.subscribers:,} | {r.client_procs} | {r.deliveries:,}/{r.expected:,}"
+            f"| {r.subscribers:,} ({procs}) "
+            f"| {r.deliveries:,}/{r.expected:,}"
             f"{f' ({r.errors} errors)' if r.errors else ''} "
             f"| {ms(percentile(lat, 50))} | **{ms(percentile(lat, 99))}** "
             f"| {ms(lat[-1] if lat else 0)} "
@@ -593,52 +624,46 @@ def section(results: list[RunResult], args: argparse.Namespace, command: str) ->
             f"| {ms(percentile(fan, 50))} / {ms(percentile(fan, 99))} "
             f"| {ms(percentile(r.to_publish, 50))} "
             f"| {ms(percentile(http, 50))} / {ms(percentile(http, 99))} "
-            f"| {r.api_cpu:.0%} / {r.client_cpu:.0%} |"
+            f"| {r.api_cpu:.2f} / {r.client_cpu:.2f} / {r.machine_cpu:.2f} ({r.load:.1f}) |"
         )
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
-            MARK_START,
-            "## Live subscriptions: edit-to-delivery latency (`bench/live_latency.py`)",
-            "",
-            f"Run {when}:",
+            f"### Run {when}",
             "",
             "```sh",
             command,
             "```",
             "",
-            f"One api process (uvicorn, uvloop, httptools), embedded PostgreSQL and Redis; "
-            f"clients and server share the machine. Each subscriber holds one "
-            f"`projectEvents` subscription (`--query {args.query}`, "
-            f"permessage-deflate {'off' if args.no_compression else 'on, as browsers negotiate'})."
-            f" {args.edits} measured edits of `m_payload` over HTTP, one at a time, "
-            f"{args.pause * 1000:.0f} ms apart (3 derived parameters recomputed, one "
-            "requirement flipped per edit). Latency = subscriber's client read the `next` "
-            "message - just before the mutation's HTTP request was sent, over every "
-            "(edit, subscriber) pair; *last subscriber* = per edit, until every subscriber "
-            "had it; *publish→delivery* = from the moment the event appeared on Redis (a "
-            "listener in the benchmark process) to the subscriber, i.e. the api's fan-out; "
-            "*edit→publish* = the mutation up to its commit and publish. All times in ms. "
-            "Target (issue 5): p99 < 50 ms at 1,000 subscribers.",
+            f"`--query {args.query}`, permessage-deflate "
+            f"{'off' if args.no_compression else 'on'}, {args.edits} measured edits "
+            f"{args.pause * 1000:.0f} ms apart"
+            + (f"; api environment: {args.label}" if args.label else "")
+            + ".",
             "",
             *rows,
-            MARK_END,
+            "",
         ]
     )
 
 
-def write_results(path: Path, setup: Setup, text: str) -> None:
+def write_results(path: Path, setup: Setup, block: str, *, append: bool) -> None:
     current = path.read_text() if path.exists() else ""
     if not current.strip():
         current = machine_header(setup)
     elif "## Machine" not in current:
         current = machine_header(setup) + "\n" + current
+    heading = "## Live subscriptions: edit-to-delivery latency (`bench/live_latency.py`)"
+    fresh = f"{MARK_START}\n{heading}\n\n{DESCRIPTION}\n{block}{MARK_END}"
     if MARK_START in current and MARK_END in current:
         before, rest = current.split(MARK_START, 1)
-        after = rest.split(MARK_END, 1)[1]
-        current = before + text + after
+        inside, after = rest.split(MARK_END, 1)
+        if append:
+            current = before + MARK_START + inside.rstrip("\n") + "\n\n" + block + MARK_END + after
+        else:
+            current = before + fresh + after
     else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
+        current = current.rstrip("\n") + "\n\n" + fresh + "\n"
     path.write_text(current)
 
 
@@ -659,7 +684,12 @@ def main() -> None:
     parser.add_argument("--query", choices=sorted(QUERIES), default="events")
     parser.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
     parser.add_argument("--profile", type=Path, help="py-spy the api process into this dir")
-    parser.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
+    parser.add_argument(
+        "--label", default="", help="note on how the api ran (e.g. an experiment's env)"
+    )
+    parser.add_argument(
+        "--append", action="store_true", help="add this run to the section instead of replacing it"
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
@@ -699,9 +729,7 @@ def main() -> None:
             procs = args.client_procs or (1 if n <= 250 else 2)
             print(f"N={n}: {procs} client process(es)...", flush=True)
             profile = args.profile if args.profile is not None and n == max(counts) else None
-            r = run_one(
-                n, procs, editor, spec, args.edits, args.pause, profile, api.pid, clock, args.native
-            )
+            r = run_one(n, procs, editor, spec, args.edits, args.pause, profile, api.pid, clock)
             results.append(r)
             lat = r.latencies
             print(
@@ -711,18 +739,18 @@ def main() -> None:
                 f"{ms(percentile(r.fanout, 50))}/{ms(percentile(r.fanout, 99))} ms  "
                 "last-subscriber p99 "
                 f"{ms(percentile(r.last_latencies, 99))} ms  mutation p50 "
-                f"{ms(percentile(r.http, 50))} ms  CPU api {r.api_cpu:.0%} "
-                f"clients {r.client_cpu:.0%}",
+                f"{ms(percentile(r.http, 50))} ms  CPU api {r.api_cpu:.2f} "
+                f"clients {r.client_cpu:.2f} machine {r.machine_cpu:.2f} load {r.load:.1f}",
                 flush=True,
             )
             for sample in r.error_samples[:3]:
                 print(f"  error: {sample}", flush=True)
             time.sleep(2.0)  # let the server drop the closed subscriptions
-        text = section(results, args, command)
+        block = run_block(results, args, command)
         print()
-        print(text)
+        print(block)
         if not args.no_write:
-            write_results(args.results, setup, text)
+            write_results(args.results, setup, block, append=args.append)
             print(f"\nwritten to {args.results}")
     finally:
         if editor is not None:

@@ -325,6 +325,7 @@ async def test_nested_query_runs_constant_number_of_statements(
         assert sum(len(c["parameters"]["nodes"]) for c in comps) == n * 20
         assert len(data["project"]["requirements"]["nodes"]) == n
         counts[n] = len(statements)
+    print(f"SQL statements per nested query: {counts}")
     # 200 components x 20 parameters = 4,000 parameter nodes, same statements as 400.
     assert counts[20] == counts[200], counts
     assert counts[200] <= 14, counts

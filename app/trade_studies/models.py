@@ -19,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, DOUBLE_PRECISION, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base, SoftDelete, Timestamps, UUIDPk, one_of
@@ -73,10 +73,15 @@ class Scenario(Base):
     trade_study_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("trade_studies.id", ondelete="CASCADE"), nullable=False
     )
+    # Position in the study: the rank of input_hash (LIST studies: the row number).
+    # Numbering by hash makes both unique indexes below append-only, which is what
+    # keeps bulk inserts of a million scenarios fast.
     index: Mapped[int] = mapped_column(Integer, nullable=False)
-    # Hash of the canonical inputs: a scenario is evaluated once per study.
+    # Hash of the canonical inputs (128 bits, hex): a scenario is evaluated once per study.
     input_hash: Mapped[str] = mapped_column(String(64), nullable=False)
-    inputs: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # Values of the study's variables, in definition order, each in its parameter's
+    # unit as frozen in the study's snapshot.
+    inputs: Mapped[list[float]] = mapped_column(ARRAY(DOUBLE_PRECISION), nullable=False)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=text("now()")
     )
@@ -88,20 +93,27 @@ class Scenario(Base):
         UniqueConstraint("trade_study_id", "input_hash"),
         UniqueConstraint("trade_study_id", "index"),
         CheckConstraint("index >= 0", name="index_nonnegative"),
-        CheckConstraint("jsonb_typeof(inputs) = 'object'", name="inputs_is_object"),
     )
 
 
 class ScenarioResult(Base):
+    """The evaluated outputs of one scenario (1:1, written in the scenario's transaction).
+
+    ``scenario_id`` deliberately has no foreign key: a per-row referential check
+    locks the just-inserted scenario row (one WAL record each) and made bulk
+    ingest three times slower. Both rows are written by the same statement pair
+    of one transaction and both cascade from the trade study.
+    """
+
     __tablename__ = "scenario_results"
 
-    scenario_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("scenarios.id", ondelete="CASCADE"), primary_key=True
-    )
+    scenario_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     trade_study_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("trade_studies.id", ondelete="CASCADE"), nullable=False
     )
-    outputs: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    # Values of the study's outputs, in definition order, each in its parameter's unit
+    # (nan/inf where the model could not be evaluated).
+    outputs: Mapped[list[float]] = mapped_column(ARRAY(DOUBLE_PRECISION), nullable=False)
     feasible: Mapped[bool] = mapped_column(Boolean, nullable=False)
     on_pareto_front: Mapped[bool] = mapped_column(
         Boolean, nullable=False, server_default=text("false")
@@ -115,7 +127,6 @@ class ScenarioResult(Base):
     )
 
     __table_args__ = (
-        CheckConstraint("jsonb_typeof(outputs) = 'object'", name="outputs_is_object"),
         CheckConstraint("feasible OR NOT on_pareto_front", name="pareto_is_feasible"),
         Index("ix_scenario_results_trade_study_id_feasible", "trade_study_id", "feasible"),
         Index(
@@ -123,5 +134,4 @@ class ScenarioResult(Base):
             "trade_study_id",
             postgresql_where=text("on_pareto_front"),
         ),
-        Index("ix_scenario_results_outputs_gin", "outputs", postgresql_using="gin"),
     )

@@ -14,6 +14,7 @@ function run(duration) {
     headers: { "content-type": "application/json", accept: "application/json", ...cfg.headers },
     connections: cfg.connections,
     pipelining: 1,
+    timeout: 120,
     duration,
     requests: [
       {
