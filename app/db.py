@@ -9,15 +9,19 @@ transaction is durable (publishing events to Redis) is registered with
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, event, func, text
+import orjson
+from sqlalchemy import CheckConstraint, DateTime, MetaData, Select, event, func, text
 from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -64,14 +68,63 @@ def one_of(column: str, values: Iterable[str], name: str) -> CheckConstraint:
     return CheckConstraint(f"{column} IN ({quoted})", name=name)
 
 
+# A pooled connection idle for longer than this is pinged before use (see make_engine).
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _json_loads(raw: str | bytes) -> Any:
+    """orjson for JSONB (several times faster); the standard library for what it refuses."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:  # e.g. integers beyond 64 bits
+        return json.loads(raw)
+
+
+def _json_dumps(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, **kw: Any) -> AsyncEngine:
-    return create_async_engine(
+    """The async engine: asyncpg, a bounded pool, orjson for JSONB.
+
+    Instead of ``pool_pre_ping`` (one extra round trip on *every* checkout, i.e.
+    twice per request) a connection is pinged only when it sat idle in the pool for
+    more than ``PING_AFTER_IDLE_SECONDS``: a busy pool never pays for pings, and a
+    connection that went stale while idle (server restart, idle timeout) is still
+    replaced before use. asyncpg keeps a per-connection prepared-statement cache
+    (SQLAlchemy's default of 100 statements), so repeated reads skip parsing and
+    planning.
+    """
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=max_overflow,
-        pool_pre_ping=True,
+        json_deserializer=_json_loads,
+        json_serializer=_json_dumps,
         **kw,
     )
+    pool = engine.sync_engine.pool
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:
+            # The pool discards this connection and checks out (or opens) another.
+            raise DisconnectionError from exc
+
+    return engine
 
 
 # --- row-level security ------------------------------------------------------------
@@ -172,6 +225,91 @@ class SerialSession(AsyncSession):
     async def refresh(self, *args: Any, **kwargs: Any) -> None:
         async with self._serial.hold():
             await super().refresh(*args, **kwargs)
+
+    async def fetch_rows(self, statement: Select[Any]) -> Sequence[Any]:
+        """Rows of a Core SELECT, straight from asyncpg when nothing needs converting.
+
+        Same SQL, same connection and transaction (row-level security included) as
+        ``execute``; the rows are asyncpg ``Record``s (``row["column"]``, ``.get``)
+        instead of SQLAlchemy ``RowMapping``s, which skips SQLAlchemy's per-row
+        result processing and makes every column access several times cheaper
+        (4,000 parameter rows: 62 -> 36 ms to fetch, 28 -> 10 ms to convert).
+        Statements with columns that SQLAlchemy must convert (JSON) or with
+        expanding parameters take the normal path. Engine ``before_cursor_execute``
+        listeners still see the statement.
+        """
+        async with self._serial.hold():
+            conn = await self.connection()
+            plan = _raw_plan(statement, conn.dialect)
+            if plan is None:
+                result = await AsyncSession.execute(self, statement)
+                rows: Sequence[Any] = result.mappings().all()
+                return rows
+            sql, params = plan
+            sync_conn = conn.sync_connection
+            assert sync_conn is not None
+            if sync_conn._has_events or sync_conn.engine._has_events:
+                sync_conn.dispatch.before_cursor_execute(
+                    sync_conn, None, sql, tuple(params), None, False
+                )
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            records: Sequence[Any] = await raw.fetch(sql, *params)
+            return records
+
+
+_RawTemplate = tuple[Any, str, tuple[str, ...], dict[str, Any]]
+_RAW_TEMPLATES: dict[Any, _RawTemplate | None] = {}
+_MAX_RAW_TEMPLATES = 500
+
+
+def _raw_plan(statement: Select[Any], dialect: Any) -> tuple[str, list[Any]] | None:
+    """SQL text and positional parameters for asyncpg, or None for the normal path.
+
+    Compiled forms are cached by the statement's cache key, exactly as SQLAlchemy's
+    compiled cache does (a later statement of the same shape supplies its values
+    through ``extracted_parameters``); a statement without a cache key takes the
+    normal path.
+    """
+    cache_key = statement._generate_cache_key()
+    if cache_key is None:
+        return None
+    key = (type(dialect), dialect.server_version_info, cache_key.key)
+    template = _RAW_TEMPLATES.get(key, ...)
+    if template is ...:
+        template = _raw_template(statement, dialect, cache_key)
+        if len(_RAW_TEMPLATES) >= _MAX_RAW_TEMPLATES:
+            _RAW_TEMPLATES.clear()
+        _RAW_TEMPLATES[key] = template
+    if template is None:
+        return None
+    compiled, sql, names, processors = template
+    params = compiled.construct_params(extracted_parameters=cache_key.bindparams)
+    values = []
+    for name in names:
+        value = params[name]
+        processor = processors.get(name)
+        values.append(processor(value) if processor is not None and value is not None else value)
+    return sql, values
+
+
+def _raw_template(statement: Select[Any], dialect: Any, cache_key: Any) -> _RawTemplate | None:
+    # With its cache key, the compiled form maps a later statement's values onto
+    # its own parameters (SQLAlchemy's compiled cache does the same).
+    compiled: Any = dialect.statement_compiler(dialect, statement, cache_key=cache_key)
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        return None
+    if compiled.positiontup is None:
+        return None
+    for column in compiled._result_columns:
+        try:
+            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+                return None
+        except Exception:  # the processor depends on the column's database type
+            return None
+    names = tuple(compiled.positiontup)
+    processors = {n: p for n, p in compiled._bind_processors.items() if n in names}
+    return compiled, str(compiled), names, processors
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

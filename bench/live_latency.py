@@ -39,6 +39,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -292,7 +293,10 @@ class Editor:
                 "variables": {"p": project_gid, "s": SYMBOL},
             },
         )
-        p = r.json()["data"]["project"]["parameter"]
+        project = (r.json().get("data") or {}).get("project")
+        if not project or not project.get("parameter"):
+            raise RuntimeError(f"cannot read {SYMBOL} of the demo project: {r.text[:500]}")
+        p = project["parameter"]
         self.parameter_id, self.version, self.edits = p["id"], p["version"], 0
 
     def edit(self) -> tuple[int, float, float]:
@@ -308,7 +312,12 @@ class Editor:
         start = time.perf_counter()
         r = self.http.post("/graphql", json=body)
         elapsed = time.perf_counter() - start
-        result = r.json()["data"]["parameterUpdate"]
+        try:
+            result = r.json()["data"]["parameterUpdate"]
+        except (ValueError, KeyError, TypeError):
+            raise RuntimeError(
+                f"edit failed after {elapsed:.1f}s: HTTP {r.status_code} {r.text[:500]}"
+            ) from None
         if result["__typename"] != "ParameterChangeSuccess":
             raise RuntimeError(f"edit failed: {result}")
         self.version = result["parameter"]["version"]
@@ -332,7 +341,7 @@ class PublishClock:
 
         self.seen: dict[int, float] = {}
         self._client = redis.Redis.from_url(redis_url)
-        self._pubsub = self._client.pubsub()
+        self._pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
         self._pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -351,6 +360,23 @@ class PublishClock:
         self._thread.join(timeout=5)
         self._pubsub.close()
         self._client.close()
+
+
+def wait_quiet(limit: float, threshold: float = 0.35, window: float = 3.0) -> float:
+    """Wait (at most ``limit`` s) until the machine's busy CPU over ``window`` s is below
+    ``threshold`` cores; this machine is shared. Returns the last busy reading."""
+    import psutil
+
+    deadline = time.monotonic() + limit
+    while True:
+        before = psutil.cpu_times()
+        time.sleep(window)
+        after = psutil.cpu_times()
+        idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+        busy = (sum(after) - sum(before) - idle) / window
+        if busy < threshold or time.monotonic() > deadline:
+            return busy
+        print(f"  machine busy ({busy:.2f} cores used by other processes); waiting...", flush=True)
 
 
 # --- one run ------------------------------------------------------------------------
@@ -380,6 +406,7 @@ class RunResult:
     error_samples: list[str]
     api_cpu: float  # CPU time of the api process / wall time, measured edits
     client_cpu: float  # same, all client processes together
+    api_cpu_per_edit: float  # api CPU seconds per measured edit, fan-out included
     machine_cpu: float  # busy CPU of the whole machine (all processes), in cores
     load: float  # 1-minute load average at the end of the measured edits
 
@@ -394,6 +421,7 @@ def run_one(
     profile: Path | None,
     api_pid: int,
     clock: PublishClock,
+    quiet: float,
 ) -> RunResult:
     import psutil
 
@@ -421,6 +449,7 @@ def run_one(
             replies.append(value)
         return replies
 
+    replies: list[Any] | None = None
     try:
         for _, pipe in workers:
             kind, value = pipe.recv()
@@ -439,6 +468,11 @@ def run_one(
             editor.edit()
             time.sleep(pause)
         time.sleep(1.0)
+        if quiet > 0:
+            busy = wait_quiet(quiet)
+            print(f"  machine busy before measuring: {busy:.2f} cores", flush=True)
+            editor.edit()  # the pause may have let caches go cold
+            time.sleep(pause)
 
         spy = None
         if profile is not None:
@@ -492,19 +526,24 @@ def run_one(
         replies = ask("stop", measured[-1][0])
     finally:
         for p, _ in workers:
-            p.join(timeout=30)
+            p.join(timeout=30 if replies is not None else 0.1)  # they exit after reporting
             if p.is_alive():
                 p.kill()
 
     received: dict[int, list[float]] = {}
     errors, error_samples = 0, []
+    assert replies is not None
     for logs, samples, count in replies:
         errors += count
         error_samples.extend(samples)
         for log in logs:
             for seq, at in log:
                 received.setdefault(seq, []).append(at)
-    latencies, fanout, to_publish, last, deliveries = [], [], [], [], 0
+    latencies: list[float] = []
+    fanout: list[float] = []
+    to_publish: list[float] = []
+    last: list[float] = []
+    deliveries = 0
     for seq, sent, _ in measured:
         times = received.get(seq, [])
         deliveries += len(times)
@@ -530,6 +569,7 @@ def run_one(
         error_samples=error_samples,
         api_cpu=api_cpu,
         client_cpu=client_cpu,
+        api_cpu_per_edit=api_cpu * wall / edits,
         machine_cpu=machine_cpu,
         load=load,
     )
@@ -538,13 +578,32 @@ def run_one(
 # --- report -------------------------------------------------------------------------
 
 
-def _sh(cmd: str) -> str:
+def _sh(cmd: str, *, strip: bool = True) -> str:
     try:
-        return subprocess.run(
-            cmd, shell=True, capture_output=True, text=True, check=False
-        ).stdout.strip()
+        out = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False).stdout
     except OSError:
         return "?"
+    return out.strip() if strip else out
+
+
+def code_state() -> str:
+    """The app code the api ran: the commit, and a digest of uncommitted app/ changes
+    (other sessions edit the working tree while benchmarks run)."""
+    import hashlib
+
+    head = _sh(f"git -C {shlex.quote(str(ROOT))} rev-parse --short HEAD") or "?"
+    try:
+        diff = subprocess.run(
+            ["git", "-C", str(ROOT), "diff", "HEAD", "--", "app", "migrations"],
+            capture_output=True,
+            check=False,
+        ).stdout
+    except OSError:
+        return head
+    if not diff:
+        return f"commit {head}"
+    digest = hashlib.sha1(diff).hexdigest()[:10]
+    return f"commit {head} + uncommitted app/ changes (diff sha1 {digest})"
 
 
 def machine_header(setup: Setup) -> str:
@@ -554,7 +613,7 @@ def machine_header(setup: Setup) -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    free = _sh("free -h")
+    free = _sh("free -h", strip=False).strip("\n")
     return "\n".join(
         [
             "# Benchmark results",
@@ -598,18 +657,21 @@ every subscriber has received warm-up events. Columns (times in ms):
   benchmark process) to the subscriber: the api process's fan-out alone.
 - *Edit→publish*: the mutation up to its commit and publish (per edit).
 - *Mutation HTTP*: the mutation's own round trip.
+- *api CPU per edit*: CPU time the api process spent per measured edit, the mutation
+  and the fan-out to every subscriber included; unlike the latencies it does not grow
+  when other processes compete for the CPU.
 - *CPU*: CPU time / wall time during the measured edits (1.00 = one core) of the api
   process, of the client processes, and of the whole machine (every process, including
   anything else running on it: this machine is shared), with the 1-minute load average.
 """
 
 
-def run_block(results: list[RunResult], args: argparse.Namespace, command: str) -> str:
+def run_block(results: list[RunResult], args: argparse.Namespace, command: str, code: str) -> str:
     rows = [
         "| Subscribers | Deliveries | Edit→delivery p50 | **p99** | max "
         "| Last subscriber p50 / p99 | Publish→delivery p50 / p99 | Edit→publish p50 "
-        "| Mutation HTTP p50 / p99 | CPU api / clients / machine (load) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Mutation HTTP p50 / p99 | api CPU per edit | CPU api / clients / machine (load) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lat, last, http, fan = r.latencies, r.last_latencies, r.http, r.fanout
@@ -624,6 +686,7 @@ def run_block(results: list[RunResult], args: argparse.Namespace, command: str) 
             f"| {ms(percentile(fan, 50))} / {ms(percentile(fan, 99))} "
             f"| {ms(percentile(r.to_publish, 50))} "
             f"| {ms(percentile(http, 50))} / {ms(percentile(http, 99))} "
+            f"| {ms(r.api_cpu_per_edit)} "
             f"| {r.api_cpu:.2f} / {r.client_cpu:.2f} / {r.machine_cpu:.2f} ({r.load:.1f}) |"
         )
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -637,7 +700,7 @@ def run_block(results: list[RunResult], args: argparse.Namespace, command: str) 
             "",
             f"`--query {args.query}`, permessage-deflate "
             f"{'off' if args.no_compression else 'on'}, {args.edits} measured edits "
-            f"{args.pause * 1000:.0f} ms apart"
+            f"{args.pause * 1000:.0f} ms apart; code: {code}"
             + (f"; api environment: {args.label}" if args.label else "")
             + ".",
             "",
@@ -692,6 +755,12 @@ def main() -> None:
     )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=600,
+        help="before measuring, wait up to this many s for other load to stop (0: don't)",
+    )
     args = parser.parse_args()
     counts = [int(c) for c in args.subscribers.split(",")]
     command = ".venv/bin/python bench/live_latency.py" + "".join(
@@ -700,6 +769,10 @@ def main() -> None:
 
     from app import migrate
     from app.embedded import start_embedded
+
+    # `kill <pid>` cleans up like Ctrl-C: the api process and the embedded servers stop.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     tmp = Path(tempfile.mkdtemp(prefix="tl-live-bench-"))
     services = start_embedded(tmp, database_url=None, redis_url=None)
@@ -710,6 +783,7 @@ def main() -> None:
         assert services.database_url is not None and services.redis_url is not None
         migrate.upgrade(services.database_url)
         setup = asyncio.run(prepare(services.database_url, services.redis_url))
+        code = code_state()  # what the api process is about to import
         api, base_url = start_api(setup, tmp / "api.log")
         from app.graphql.common import global_id
 
@@ -729,7 +803,18 @@ def main() -> None:
             procs = args.client_procs or (1 if n <= 250 else 2)
             print(f"N={n}: {procs} client process(es)...", flush=True)
             profile = args.profile if args.profile is not None and n == max(counts) else None
-            r = run_one(n, procs, editor, spec, args.edits, args.pause, profile, api.pid, clock)
+            r = run_one(
+                n,
+                procs,
+                editor,
+                spec,
+                args.edits,
+                args.pause,
+                profile,
+                api.pid,
+                clock,
+                args.wait_quiet,
+            )
             results.append(r)
             lat = r.latencies
             print(
@@ -739,14 +824,15 @@ def main() -> None:
                 f"{ms(percentile(r.fanout, 50))}/{ms(percentile(r.fanout, 99))} ms  "
                 "last-subscriber p99 "
                 f"{ms(percentile(r.last_latencies, 99))} ms  mutation p50 "
-                f"{ms(percentile(r.http, 50))} ms  CPU api {r.api_cpu:.2f} "
+                f"{ms(percentile(r.http, 50))} ms  api CPU/edit {ms(r.api_cpu_per_edit)} ms  "
+                f"CPU api {r.api_cpu:.2f} "
                 f"clients {r.client_cpu:.2f} machine {r.machine_cpu:.2f} load {r.load:.1f}",
                 flush=True,
             )
             for sample in r.error_samples[:3]:
                 print(f"  error: {sample}", flush=True)
             time.sleep(2.0)  # let the server drop the closed subscriptions
-        block = run_block(results, args, command)
+        block = run_block(results, args, command, code)
         print()
         print(block)
         if not args.no_write:

@@ -1,8 +1,6 @@
-"""Every actor module, imported by the worker process so Dramatiq declares them all.
+"""Every actor module, imported by the worker process so Dramatiq declares them all."""
 
-Trade-study actors (DESIGN §1, Sweep) are added here as they land.
-"""
-
+from workers import trade_studies
 from workers.broker import broker
 
-__all__ = ["broker"]
+__all__ = ["broker", "trade_studies"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -131,7 +132,9 @@ async def login(
     session: AsyncSession, *, email: str, password: str, secret_key: str, ttl: timedelta
 ) -> tuple[IssuedToken, User]:
     user = await user_by_email(session, email=email)
-    ok = verify_password(user.password_hash if user else None, password)
+    # argon2 takes tens of ms of CPU: run it in a thread so a login storm does not
+    # stall every other request on this process (argon2-cffi releases the GIL).
+    ok = await asyncio.to_thread(verify_password, user.password_hash if user else None, password)
     if user is None or not ok or not user.is_active:
         raise InvalidCredentials("invalid email or password")
     issued = await issue_token(

@@ -28,6 +28,7 @@ from app.graphql.common import (
     enum_of,
     parse_uuid,
 )
+from app.graphql.loaders import any_of, rows_of
 from app.graphql.pagination import (
     Connection,
     PageArgs,
@@ -183,12 +184,13 @@ class Component(relay.Node):
     @strawberry.field(description="Direct children, by tag.")
     async def children(self, info: GQLInfo) -> list[Component]:
         async def query(parents: list[uuid.UUID]) -> list[RowMapping]:
-            rows = await info.context.session.execute(
+            rows = await rows_of(
+                info.context.session,
                 select(C)
-                .where(C.c.parent_id.in_(parents), C.c.deleted_at.is_(None))
-                .order_by(C.c.tag, C.c.id)
+                .where(any_of(C.c.parent_id, parents), C.c.deleted_at.is_(None))
+                .order_by(C.c.tag, C.c.id),
             )
-            return list(rows.mappings())
+            return list(rows)
 
         rows = await info.context.loaders.children(
             "component.children", self.uuid_, query, "parent_id"
@@ -251,12 +253,12 @@ class Component(relay.Node):
             rows: list[RowMapping] = []
             if direction in (ConnectorDirection.OUTGOING, ConnectorDirection.BOTH):
                 q = stmt.add_columns(K.c.source_component_id.label("_owner")).where(
-                    K.c.source_component_id.in_(parents)
+                    any_of(K.c.source_component_id, parents)
                 )
                 rows += list((await info.context.session.execute(q)).mappings())
             if direction in (ConnectorDirection.INCOMING, ConnectorDirection.BOTH):
                 q = stmt.add_columns(K.c.target_component_id.label("_owner")).where(
-                    K.c.target_component_id.in_(parents)
+                    any_of(K.c.target_component_id, parents)
                 )
                 rows += list((await info.context.session.execute(q)).mappings())
             return sorted(rows, key=lambda r: (r["kind"], r["source_port"], str(r["id"])))
@@ -282,14 +284,15 @@ class Component(relay.Node):
         R = RequirementModel.__table__
 
         async def query(parents: list[uuid.UUID]) -> list[RowMapping]:
-            rows = await info.context.session.execute(
+            rows = await rows_of(
+                info.context.session,
                 select(R, TL.c.target_component_id.label("_owner"))
                 .join(TL, TL.c.requirement_id == R.c.id)
-                .where(TL.c.target_component_id.in_(parents), R.c.deleted_at.is_(None))
+                .where(any_of(TL.c.target_component_id, parents), R.c.deleted_at.is_(None))
                 .distinct()
-                .order_by(TL.c.target_component_id, R.c.key, R.c.id)
+                .order_by(TL.c.target_component_id, R.c.key, R.c.id),
             )
-            return list(rows.mappings())
+            return list(rows)
 
         rows = await info.context.loaders.children(
             "component.requirements", self.uuid_, query, "_owner"
@@ -302,7 +305,7 @@ async def _ancestors(info: GQLInfo, component_id: uuid.UUID) -> list[RowMapping]
         # One recursive walk for every component asked about in this operation.
         anc = (
             select(C.c.id.label("start"), C.c.parent_id.label("next"), literal(0).label("depth"))
-            .where(C.c.id.in_(starts))
+            .where(any_of(C.c.id, starts))
             .cte("anc", recursive=True)
         )
         parent = C.alias("p")
@@ -311,12 +314,13 @@ async def _ancestors(info: GQLInfo, component_id: uuid.UUID) -> list[RowMapping]
             .join(parent, parent.c.id == anc.c.next)
             .where(anc.c.depth < 100)
         )
-        rows = await info.context.session.execute(
+        rows = await rows_of(
+            info.context.session,
             select(C, anc.c.start.label("_start"), anc.c.depth.label("_depth"))
             .join(anc, C.c.id == anc.c.next)
-            .order_by(anc.c.start, anc.c.depth.desc())
+            .order_by(anc.c.start, anc.c.depth.desc()),
         )
-        return list(rows.mappings())
+        return list(rows)
 
     return await info.context.loaders.children("component.ancestors", component_id, query, "_start")
 

@@ -78,6 +78,14 @@ def _walk(node: Any) -> Iterator[Mapping[str, Any]]:
             stack.extend(item)
 
 
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
+
+
+def _may_backtrack(pattern: str) -> bool:
+    """A quantified group that itself contains a quantifier: `(a+)+`, `(x*y)*`, `(.*){9}`."""
+    return len(pattern) > 500 or _NESTED_QUANTIFIER.search(pattern) is not None
+
+
 def _check_schema(schema: Any) -> dict[str, Any]:
     checked = check_json_object(schema, field="propertySchema")
     try:
@@ -89,6 +97,16 @@ def _check_schema(schema: Any) -> dict[str, Any]:
             f"not a valid JSON Schema: {exc.message}{suffix}", field="propertySchema"
         ) from None
     for node in _walk(checked):
+        patterns = [node.get("pattern"), *(node.get("patternProperties") or {}).keys()]
+        for pattern in patterns:
+            if isinstance(pattern, str) and _may_backtrack(pattern):
+                # Python's regex engine backtracks; nested quantifiers make one input
+                # take minutes. Refused at definition time (a ReDoS guard).
+                raise ValidationError(
+                    f"pattern {pattern[:80]!r} nests quantifiers and may backtrack "
+                    "catastrophically; simplify it",
+                    field="propertySchema",
+                )
         for keyword in ("$ref", "$dynamicRef"):
             ref = node.get(keyword)
             if isinstance(ref, str) and not ref.startswith("#"):

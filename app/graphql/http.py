@@ -29,6 +29,7 @@ path and the IDE and replaces the HTTP pipeline:
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import uuid
 from collections.abc import Mapping
@@ -181,6 +182,10 @@ def _validated(
         raise _bad_request("The `variables` parameter must be a JSON object or null.")
     if extensions is not None and not isinstance(extensions, dict):
         raise _bad_request("The `extensions` parameter must be a JSON object or null.")
+    if isinstance(query, str) and "\x00" in query:
+        raise _bad_request("The query contains a NUL character.")
+    if variables is not None:
+        _check_variables(variables)
     return GraphQLParams(
         query=query,
         operation_name=operation_name,
@@ -188,6 +193,32 @@ def _validated(
         extensions=extensions,
         document_id=document_id,
     )
+
+
+MAX_LIST_IN_VARIABLES = 5000
+
+
+def _check_variables(value: object) -> None:
+    """Refuse what no valid operation needs and what would be slow or fatal later:
+    NUL characters (PostgreSQL text cannot store them) and huge lists (input coercion
+    costs time per element before any limit in a resolver can act)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise _bad_request("Variables must not contain NUL characters.")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise _bad_request("Variables must not contain NUL characters.")
+                stack.append(child)
+        elif isinstance(item, list):
+            if len(item) > MAX_LIST_IN_VARIABLES:
+                raise _bad_request(
+                    f"Lists in variables are limited to {MAX_LIST_IN_VARIABLES} elements."
+                )
+            stack.extend(item)
 
 
 def _persisted_hash(extensions: object) -> str | None:
@@ -319,8 +350,33 @@ def classify(result: ExecutionResult) -> tuple[dict[str, Any], int]:
 # --- the view -------------------------------------------------------------------
 
 
+# Cyclic-GC thresholds for a GraphQL server: a 4,000-node response allocates a
+# few hundred thousand short-lived objects (paths, dicts, results); with the default
+# threshold (700) generation 0 is collected hundreds of times per response and the
+# older generations re-scan every live request's objects. Measured on query (c) of
+# bench/read_bench: ~850 collections and 26 ms CPU per request before, 18 and 20 ms
+# after. Objects alive at startup (modules, the schema) are frozen out of the scans.
+GC_THRESHOLDS = (20_000, 20, 100)
+_gc_tuned = False
+
+
+def tune_gc() -> None:
+    """Apply GC_THRESHOLDS and freeze what exists now (once per process)."""
+    global _gc_tuned
+    if _gc_tuned:
+        return
+    _gc_tuned = True
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 class ThreadlineGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, and a spec-compliant HTTP pipeline."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tune_gc()
 
     async def get_context(self, request: Request | WebSocket, response: Any = None) -> Context:
         state = request.app.state

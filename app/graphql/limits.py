@@ -45,6 +45,7 @@ class _Pricer:
         self.variables = variables
         self.default_page = default_page
         self.introspection = False
+        self.memo: dict[str, int] = {}
 
     def page_size(self, node: FieldNode) -> int | None:
         size = None
@@ -91,9 +92,70 @@ class _Pricer:
                 frag = self.fragments.get(name)
                 if frag is None or name in seen:
                     continue
-                target = self.schema.get_type(frag.type_condition.name.value)
-                total += self.cost(frag.selection_set, target, seen | {name})
+                if name not in self.memo:
+                    target = self.schema.get_type(frag.type_condition.name.value)
+                    self.memo[name] = self.cost(frag.selection_set, target, seen | {name})
+                total += self.memo[name]
         return total
+
+
+def expanded_size(document: Any, limit: int) -> int:
+    """Field selections after expanding fragments (memoised: linear in the document).
+
+    Stops counting past ``limit``: a fragment that spreads the previous one twice,
+    forty times over, expands to 2^40 fields — validators and estimators that walk
+    every path never finish on it.
+    """
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    memo: dict[str, int] = {}
+
+    def size(selection_set: SelectionSetNode | None, stack: frozenset[str]) -> int:
+        if selection_set is None:
+            return 0
+        total = 0
+        for sel in selection_set.selections:
+            if isinstance(sel, FieldNode):
+                total += 1 + size(sel.selection_set, stack)
+            elif isinstance(sel, InlineFragmentNode):
+                total += size(sel.selection_set, stack)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                if name in stack or name not in fragments:
+                    continue  # cycles and unknown fragments are validation errors
+                if name not in memo:
+                    memo[name] = size(fragments[name].selection_set, stack | {name})
+                total += memo[name]
+            if total > limit:
+                return total
+        return total
+
+    worst = 0
+    for d in document.definitions:
+        if isinstance(d, OperationDefinitionNode):
+            worst = max(worst, size(d.selection_set, frozenset()))
+    return worst
+
+
+class DocumentSizeLimit(SchemaExtension):
+    """Refuse documents that expand to too many fields, before validation runs."""
+
+    def on_parse(self) -> Iterator[None]:
+        yield
+        ec = self.execution_context
+        document = ec.graphql_document
+        context = ec.context
+        if document is None or not isinstance(context, Context):
+            return
+        limit = context.settings.max_query_fields
+        n = expanded_size(document, limit)
+        if n > limit:
+            raise GraphQLError(
+                f"the operation expands to more than {limit} field selections "
+                "(fragments included); split it",
+                extensions={"code": "TOO_MANY_FIELDS", "limit": limit},
+            )
 
 
 class OperationLimits(SchemaExtension):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import RowMapping
 from strawberry.dataloader import DataLoader
 
@@ -22,10 +23,39 @@ if TYPE_CHECKING:
 BatchFn = Callable[[list[Any]], Awaitable[Sequence[Any]]]
 
 
+def any_of(column: Any, values: Iterable[Any]) -> Any:
+    """``column = ANY($1::type[])``: one array parameter instead of an IN list.
+
+    An ``IN`` list renders one placeholder per value, so its SQL text changes with
+    the batch size: SQLAlchemy re-renders it on every execution and every distinct
+    size is a new prepared statement for asyncpg and PostgreSQL (parsed and planned
+    again, and evicting others from the per-connection cache). The array form is
+    one statement text for every batch.
+    """
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+
+
+async def rows_of(session: Any, statement: Any) -> Sequence[Any]:
+    """A read statement's rows (``row["column"]``), by the fastest path the session has."""
+    fetch_rows = getattr(session, "fetch_rows", None)
+    if fetch_rows is not None:
+        return await fetch_rows(statement)  # type: ignore[no-any-return]
+    return (await session.execute(statement)).mappings().all()  # type: ignore[no-any-return]
+
+
 class Loaders:
     def __init__(self, context: Context) -> None:
         self._context = context
         self._loaders: dict[Hashable, DataLoader[Any, Any]] = {}
+        self._memo: dict[Hashable, Any] = {}
+
+    def memo(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """A value built once per operation (e.g. a statement shared by 200 sibling fields)."""
+        try:
+            return self._memo[key]
+        except KeyError:
+            value = self._memo[key] = build()
+            return value
 
     def get(self, key: Hashable, batch: BatchFn) -> DataLoader[Any, Any]:
         loader = self._loaders.get(key)
@@ -49,11 +79,11 @@ class Loaders:
 
         async def batch(ids: list[uuid.UUID]) -> list[RowMapping | None]:
             visible = await ctx.visible_projects()
-            stmt = select(table).where(table.c.id.in_(ids))
+            stmt = select(table).where(any_of(table.c.id, ids))
             if "deleted_at" in table.c:
                 stmt = stmt.where(table.c.deleted_at.is_(None))
             found = {}
-            for r in (await ctx.session.execute(stmt)).mappings():
+            for r in await rows_of(ctx.session, stmt):
                 project_id = r["id"] if table.name == "projects" else r.get("project_id")
                 if project_id in visible:
                     found[r["id"]] = r
@@ -121,7 +151,7 @@ async def nested_count(
     from sqlalchemy import func
 
     async def batch(parents: list[Any]) -> list[int]:
-        sub = stmt.where(partition.in_(parents)).subquery()
+        sub = stmt.where(any_of(partition, parents)).subquery()
         rows = await context.session.execute(
             select(sub.c[partition.name], func.count()).group_by(sub.c[partition.name])
         )

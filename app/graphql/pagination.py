@@ -10,6 +10,7 @@ with their own page) are fetched in one statement per level with
 from __future__ import annotations
 
 import base64
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from sqlalchemy import ColumnElement, Select, func, select, tuple_
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement as SAColumn
+
+from app.graphql.loaders import any_of, rows_of
 
 T = TypeVar("T")
 
@@ -47,25 +50,51 @@ class PageInfo:
     end_cursor: str | None = strawberry.field(description="Cursor of the last edge.")
 
 
+def _edge_cursor(root: Any) -> str:
+    # Encoded only when asked for: a 4,000-node page rarely wants its cursors.
+    return root._cursor_of(root._row)  # type: ignore[no-any-return]
+
+
 @strawberry.type(description="An edge: a node and the cursor to resume after it.")
 class Edge(Generic[T]):
-    cursor: str = strawberry.field(description="Opaque cursor for `after`/`before`.")
+    cursor: str = strawberry.field(
+        resolver=_edge_cursor, description="Opaque cursor for `after`/`before`."
+    )
     node: T = strawberry.field(description="The item.")
+    _row: strawberry.Private[Any] = None
+    _cursor_of: strawberry.Private[Callable[[Any], str] | None] = None
+
+
+def _connection_edges(root: Any) -> list[Any]:
+    # Built on first request only: `nodes { … }` reads never allocate edges.
+    if root._edges is None:
+        cursor_of = root._cursor_of
+        root._edges = [
+            Edge(node=node, _row=row, _cursor_of=cursor_of)
+            for node, row in zip(root._nodes, root._rows, strict=True)
+        ]
+    return root._edges  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A page of items (Relay cursor connection, keyset-paginated).")
 class Connection(Generic[T]):
-    edges: list[Edge[T]] = strawberry.field(description="The page's edges.")
+    edges: list[Edge[T]] = strawberry.field(
+        resolver=_connection_edges, description="The page's edges."
+    )
     page_info: PageInfo = strawberry.field(description="Paging metadata.")
     _count: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
+    _nodes: strawberry.Private[list[T]] = dataclasses.field(default_factory=list)
+    _rows: strawberry.Private[Sequence[Any]] = ()
+    _cursor_of: strawberry.Private[Callable[[Any], str] | None] = None
+    _edges: strawberry.Private[list[Edge[T]] | None] = None
 
     @strawberry.field(description="The page's nodes (same order as `edges`).")
     def nodes(self) -> list[T]:
-        return [e.node for e in self.edges]
+        return self._nodes
 
     @strawberry.field(description="Number of items matching the filter, across all pages.")
     async def total_count(self) -> int:
-        return await self._count() if self._count is not None else len(self.edges)
+        return await self._count() if self._count is not None else len(self._nodes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +243,7 @@ async def fetch_page(
     query, reverse = _window_query(
         stmt, key_col=key_col, id_col=id_col, partition=None, args=args, descending=descending
     )
-    rows = (await session.execute(query)).mappings().all()
+    rows = await rows_of(session, query)
     return _page(rows, args, reverse)
 
 
@@ -230,12 +259,12 @@ async def fetch_grouped_pages(
     descending: bool = False,
 ) -> dict[Any, Page]:
     """One statement for a page per parent (nested connections without N+1)."""
-    stmt = stmt.where(partition.in_(list(parents)))
+    stmt = stmt.where(any_of(partition, parents))
     query, reverse = _window_query(
         stmt, key_col=key_col, id_col=id_col, partition=partition, args=args, descending=descending
     )
     grouped: dict[Any, list[RowMapping]] = {p: [] for p in parents}
-    for row in (await session.execute(query)).mappings():
+    for row in await rows_of(session, query):
         grouped.setdefault(row[partition.name], []).append(row)
     return {p: _page(rows, args, reverse) for p, rows in grouped.items()}
 
@@ -246,14 +275,16 @@ def to_connection(
     cursor_of: Callable[[RowMapping], str],
     count: Callable[[], Awaitable[int]] | None,
 ) -> Connection[T]:
-    edges = [Edge(cursor=cursor_of(r), node=convert(r)) for r in page.rows]
+    rows = page.rows
     return Connection(
-        edges=edges,
+        _nodes=[convert(r) for r in rows],
+        _rows=rows,
+        _cursor_of=cursor_of,
         page_info=PageInfo(
             has_next_page=page.has_next,
             has_previous_page=page.has_previous,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=cursor_of(rows[0]) if rows else None,
+            end_cursor=cursor_of(rows[-1]) if rows else None,
         ),
         _count=count,
     )

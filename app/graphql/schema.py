@@ -10,10 +10,8 @@ from graphql import GraphQLError
 from strawberry import relay
 from strawberry.extensions import (
     MaskErrors,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     ValidationCache,
 )
 from strawberry.types import ExecutionContext, Info
@@ -22,8 +20,8 @@ from app.auth.schema import AuthMutation, AuthQuery, User
 from app.comments.mutations import CommentMutation
 from app.components.mutations import ComponentMutation
 from app.graphql.context import Context
-from app.graphql.extensions import UnitOfWork, should_mask
-from app.graphql.limits import OperationLimits
+from app.graphql.extensions import FastExecutionContext, UnitOfWork, limit_rules, should_mask
+from app.graphql.limits import DocumentSizeLimit, OperationLimits
 from app.graphql.subscriptions import Subscription
 from app.parameters.mutations import ParameterMutation
 from app.projects.mutations import ProjectMutation
@@ -31,12 +29,14 @@ from app.projects.schema import Project, ProjectQuery
 from app.requirements.mutations import RequirementMutation
 from app.revisions.mutations import RevisionMutation, RevisionQuery
 from app.settings import Settings, get_settings
+from app.trade_studies.mutations import TradeStudyMutation
+from app.trade_studies.schema import TradeStudyQuery
 
 log = logging.getLogger("threadline.graphql")
 
 
 @strawberry.type(description="Entry points for reading the digital thread.")
-class Query(AuthQuery, ProjectQuery, RevisionQuery):
+class Query(AuthQuery, ProjectQuery, RevisionQuery, TradeStudyQuery):
     @strawberry.field(
         description="Any object by global id; null if it does not exist or is not visible."
     )
@@ -72,6 +72,7 @@ class Mutation(
     RequirementMutation,
     CommentMutation,
     RevisionMutation,
+    TradeStudyMutation,
 ):
     pass
 
@@ -128,10 +129,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     # Factories: a fresh extension per request (the parse/validation LRU caches are
     # module-level in strawberry, so they survive and stay bounded).
     extensions: list[Any] = [
-        lambda: QueryDepthLimiter(max_depth=limits.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=limits.max_aliases),
+        limit_rules(max_depth=limits.max_query_depth, max_aliases=limits.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=limits.max_query_tokens),
         lambda: ParserCache(maxsize=512),
+        DocumentSizeLimit,
         lambda: ValidationCache(maxsize=512),
         OperationLimits,
         UnitOfWork,
@@ -143,6 +144,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         subscription=Subscription,
         extensions=extensions,
         types=_node_types(),
+        execution_context_class=FastExecutionContext,
     )
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from app.auth.schema import User
     from app.parameters.schema import Parameter
     from app.requirements.schema import Compliance, Requirement
+    from app.trade_studies.schema import TradeStudyProgress
 
 GQLInfo = Info[Context, None]
 
@@ -322,6 +323,27 @@ class Subscription:
             change = ParameterChange.from_event(event)
             if wanted is None or change.touches(wanted):
                 yield change
+
+    @strawberry.subscription(
+        description="A trade study's progress: its state at once, then every progress and "
+        "status change (done/total, scenarios per second, ETA) until it is COMPLETED, FAILED "
+        "or CANCELLED."
+    )
+    async def trade_study_progress(
+        self,
+        info: GQLInfo,
+        id: Annotated[relay.GlobalID, strawberry.argument(description="Trade study id.")],
+    ) -> AsyncGenerator[
+        Annotated[TradeStudyProgress, strawberry.lazy("app.trade_studies.schema")], None
+    ]:
+        from app.live import current_sequence
+        from app.trade_studies.schema import progress_stream
+
+        async def sequence(project_id: uuid.UUID) -> int:
+            return await current_sequence(info.context.sessionmaker, project_id)
+
+        async for update in progress_stream(info, id, _stream, sequence):
+            yield update
 
 
 async def authenticate_connection(context: Context) -> None:

@@ -25,7 +25,7 @@ from app.graphql.common import (
     parse_uuid,
 )
 from app.graphql.errors import UserError
-from app.graphql.loaders import nested_count, nested_page
+from app.graphql.loaders import any_of, nested_count, nested_page, rows_of
 from app.graphql.pagination import (
     Connection,
     PageArgs,
@@ -341,12 +341,13 @@ class Parameter(relay.Node):
         R = RequirementModel.__table__
 
         async def query(parents: list[uuid.UUID]) -> list[RowMapping]:
-            rows = await info.context.session.execute(
+            rows = await rows_of(
+                info.context.session,
                 select(R)
-                .where(R.c.rule_parameter_id.in_(parents), R.c.deleted_at.is_(None))
-                .order_by(R.c.key, R.c.id)
+                .where(any_of(R.c.rule_parameter_id, parents), R.c.deleted_at.is_(None))
+                .order_by(R.c.key, R.c.id),
             )
-            return list(rows.mappings())
+            return list(rows)
 
         rows = await info.context.loaders.children(
             "parameter.requirements", self.uuid_, query, "rule_parameter_id"
@@ -396,13 +397,14 @@ async def _edges(info: GQLInfo, parameter_id: uuid.UUID, *, upstream: bool) -> l
     )
 
     async def query(parents: list[uuid.UUID]) -> list[RowMapping]:
-        rows = await info.context.session.execute(
+        rows = await rows_of(
+            info.context.session,
             select(P, own.label("_owner"))
             .join(D, other == P.c.id)
-            .where(own.in_(parents), P.c.deleted_at.is_(None))
-            .order_by(P.c.symbol)
+            .where(any_of(own, parents), P.c.deleted_at.is_(None))
+            .order_by(P.c.symbol),
         )
-        return list(rows.mappings())
+        return list(rows)
 
     key = "parameter.dependencies" if upstream else "parameter.dependents"
     rows = await info.context.loaders.children(key, parameter_id, query, "_owner")
@@ -477,8 +479,15 @@ async def parameter_connection(
 ) -> Connection[Parameter]:
     key = str(order_by.field.value) if order_by else "symbol"
     desc = bool(order_by and order_by.direction == SortDirection.DESC)
-    stmt = _filtered(project_id, component_id, filter)
     cache_key = ("component.parameters", repr(filter), key, desc)
+    if component_id is not None:
+        # Nested under components the statement does not depend on the component:
+        # build it once for all the siblings sharing this batch.
+        stmt = info.context.loaders.memo(
+            cache_key, lambda: _filtered(project_id, component_id, filter)
+        )
+    else:
+        stmt = _filtered(project_id, component_id, filter)
     if component_id is not None:
         # Nested under components: one statement for all components' pages.
         page = await nested_page(

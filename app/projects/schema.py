@@ -9,6 +9,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from graphql import GraphQLError
 from sqlalchemy import Select, func, select
 from sqlalchemy.engine import RowMapping
 from strawberry import relay
@@ -327,7 +328,15 @@ class ProjectOrder:
     direction: SortDirection = strawberry.field(default=SortDirection.ASC, description="Direction.")
 
 
+MAX_SEARCH = 200
+
+
 def like_pattern(text: str) -> str:
+    if len(text) > MAX_SEARCH:
+        raise GraphQLError(
+            f"search text is limited to {MAX_SEARCH} characters",
+            extensions={"code": "BAD_USER_INPUT"},
+        )
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import RowMapping
 from strawberry import relay
 
 from app.graphql.common import GQLInfo, parse_uuid
+from app.graphql.loaders import any_of, rows_of
 from app.graphql.pagination import (
     Connection,
     PageArgs,
@@ -170,12 +171,13 @@ class Requirement(relay.Node):
     @strawberry.field(description="Child requirements, by key.")
     async def children(self, info: GQLInfo) -> list[Requirement]:
         async def query(parents: list[uuid.UUID]) -> list[RowMapping]:
-            rows = await info.context.session.execute(
+            rows = await rows_of(
+                info.context.session,
                 select(R)
-                .where(R.c.parent_id.in_(parents), R.c.deleted_at.is_(None))
-                .order_by(R.c.key, R.c.id)
+                .where(any_of(R.c.parent_id, parents), R.c.deleted_at.is_(None))
+                .order_by(R.c.key, R.c.id),
             )
-            return list(rows.mappings())
+            return list(rows)
 
         rows = await info.context.loaders.children(
             "requirement.children", self.uuid_, query, "parent_id"
@@ -203,10 +205,13 @@ class Requirement(relay.Node):
 
 async def _links(info: GQLInfo, requirement_id: uuid.UUID) -> list[RowMapping]:
     async def query(parents: list[uuid.UUID]) -> list[RowMapping]:
-        rows = await info.context.session.execute(
-            select(TL).where(TL.c.requirement_id.in_(parents)).order_by(TL.c.created_at, TL.c.id)
+        rows = await rows_of(
+            info.context.session,
+            select(TL)
+            .where(any_of(TL.c.requirement_id, parents))
+            .order_by(TL.c.created_at, TL.c.id),
         )
-        return list(rows.mappings())
+        return list(rows)
 
     return await info.context.loaders.children(
         "requirement.links", requirement_id, query, "requirement_id"

