@@ -28,6 +28,7 @@ from app.live import Hub
 from app.logging_setup import request_id_var
 from app.operations.service import OperationStore
 from app.settings import Settings, get_settings
+from app.trade_studies.csv_export import routes as trade_study_routes
 
 log = logging.getLogger("threadline")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -175,6 +176,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql_app),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *trade_study_routes,
         ],
         lifespan=lifespan,
     )

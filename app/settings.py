@@ -62,7 +62,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="How often open subscriptions re-check their token."
     )
     max_query_fields: int = Field(
-        default=2000, ge=10, description="Field selections per operation, fragments expanded."
+        default=10_000, ge=10, description="Field selections per operation, fragments expanded."
     )
     max_query_cost: int = Field(
         default=500_000,

@@ -785,6 +785,7 @@ def main() -> None:
         setup = asyncio.run(prepare(services.database_url, services.redis_url))
         code = code_state()  # what the api process is about to import
         api, base_url = start_api(setup, tmp / "api.log")
+        print(f"api process {api.pid} at {base_url} ({code})", flush=True)
         from app.graphql.common import global_id
 
         project_gid = str(global_id("Project", setup.project_id))

@@ -330,7 +330,11 @@ async def run_load(
 ) -> tuple[Stats, float]:
     stats = Stats()
     balancer = Balancer(urls)
-    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close
+    # them under a request (the classic keep-alive race, a client-side transport error).
+    limits = httpx.Limits(
+        max_connections=clients * 2, max_keepalive_connections=clients * 2, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
         # Warm up each process (connections, caches) before the clock starts.
         for url in urls:

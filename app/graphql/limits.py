@@ -99,6 +99,9 @@ class _Pricer:
         return total
 
 
+MAX_REPEATS = 50
+
+
 def expanded_size(document: Any, limit: int) -> int:
     """Field selections after expanding fragments (memoised: linear in the document).
 
@@ -115,8 +118,17 @@ def expanded_size(document: Any, limit: int) -> int:
         if selection_set is None:
             return 0
         total = 0
+        seen_keys: dict[str, int] = {}
         for sel in selection_set.selections:
             if isinstance(sel, FieldNode):
+                key = (sel.alias or sel.name).value
+                seen_keys[key] = seen_keys.get(key, 0) + 1
+                if seen_keys[key] > MAX_REPEATS:
+                    # Merging repeated selections is quadratic in validation.
+                    raise GraphQLError(
+                        f"`{key}` is selected more than {MAX_REPEATS} times in one selection set",
+                        extensions={"code": "TOO_MANY_FIELDS"},
+                    )
                 total += 1 + size(sel.selection_set, stack)
             elif isinstance(sel, InlineFragmentNode):
                 total += size(sel.selection_set, stack)

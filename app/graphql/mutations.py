@@ -116,9 +116,17 @@ def result_union(name: str, success: type, description: str) -> Any:
     return Annotated[Union[members], strawberry.union(name, description=description)]  # noqa: UP007
 
 
+MAX_MESSAGE = 300
+
+
+def _short(message: str) -> str:
+    """Messages quote inputs; a 100 kB input must not come back as a 100 kB message."""
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 1] + "…"
+
+
 def user_error(exc: DomainError | AuthError) -> Any:
     """The typed GraphQL error for an expected failure."""
-    code, message = exc.code, exc.message
+    code, message = exc.code, _short(exc.message)
     field = getattr(exc, "field", None)
     base: dict[str, Any] = {"message": message, "code": code, "field": field}
     details = exc.details() if isinstance(exc, DomainError) else {}

@@ -150,14 +150,17 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
 
 def _node_types() -> list[type]:
     # Types reachable only through `node`/`nodes` must still be in the schema.
+    from app.auth.schema import ApiToken
     from app.comments.schema import Comment
     from app.components.schema import Component, ComponentType, Connector
     from app.parameters.schema import Parameter
     from app.requirements.schema import Requirement, TraceLink
     from app.revisions.schema import Revision
-    from app.trade_studies.schema import TradeStudy
+    from app.trade_studies.schema import Scenario, TradeStudy
 
     return [
+        ApiToken,
+        Scenario,
         Project,
         User,
         Comment,
