@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/live_latency.py [--subscribers 1,100,1000] [--edits 60]
         [--pause 0.25] [--client-procs 0] [--query events|typed] [--no-compression]
-        [--profile DIR] [--label TEXT] [--append]
+        [--wait-quiet 600] [--profile DIR] [--label TEXT] [--append]
         [--results bench/RESULTS.md | --no-write]
 
 Starts its own embedded PostgreSQL and Redis in a temporary directory, migrates,
@@ -19,11 +19,21 @@ Latency of one delivery = (time.time() when the subscriber's client read the
 ``next`` message) - (time.time() just before the mutation's HTTP request was sent);
 all processes are on this machine, so the wall clock is shared. Reported per N:
 p50/p99/max over every (edit, subscriber) delivery, p50/p99 of the time until the
-*last* subscriber had the edit, and the mutation's own HTTP round trip.
+*last* subscriber had the edit, the fan-out alone (from the event's appearance on
+Redis, seen by a listener in this process, to each subscriber), the mutation's own
+HTTP round trip, and CPU: the api process's CPU time per edit (which, unlike the
+latencies, does not grow when other processes compete for the CPU), CPU use of the
+api, the clients and the whole machine, and the load average. The machine may be
+shared: ``--wait-quiet`` waits (up to that many seconds) for other load to stop
+before each measurement, and the results say how busy the machine was.
 
-``--profile DIR`` runs ``py-spy record`` (``pip install py-spy``) on the api process
-during the measured edits of the largest N and writes a flame graph and the raw
-collapsed stacks there.
+The results go to ``bench/RESULTS.md`` (machine header created if missing; this
+benchmark's section replaced, or extended with ``--append``). ``--query typed``
+selects the typed payload with ``actor`` (a database read per subscriber per
+event). ``--profile DIR`` runs ``py-spy record`` (``pip install py-spy``) on the api
+process during the measured edits of the largest N and writes a flame graph and the
+raw collapsed stacks there. ``--label`` notes how the api process ran (e.g. an
+experiment's environment: the api inherits this process's environment).
 
 Not part of the test suite.
 """

@@ -28,6 +28,7 @@ import base64
 import contextlib
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -595,7 +596,7 @@ def main() -> None:
         "rounds": args.rounds,
         "duration": args.duration,
         "warmup": args.warmup,
-        "command": " ".join(["python -m bench.read_bench.run", *sys.argv[1:]]),
+        "command": shlex.join(["python", "-m", "bench.read_bench.run", *sys.argv[1:]]),
         "postgraphile_rls": args.postgraphile_rls,
     }
     md = markdown(rows, info)
