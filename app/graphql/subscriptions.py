@@ -260,11 +260,14 @@ async def _stream(
             token_id=principal.token_id if principal else None,
             on_revoked=close_socket,
         ):
-            if state is not None:
-                await state.session.close()
             state = OperationState(session=ctx.new_session())
             current_operation.set(state)
             yield event
+            # The consumer has resolved this event: release its connection now, not when
+            # the next event arrives (idle subscribers would otherwise hold the pool).
+            await state.session.close()
+            current_operation.set(None)
+            state = None
     except TokenRevoked:
         return
     finally:
