@@ -8,14 +8,21 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.engine import RowMapping
 from strawberry import relay
 from strawberry.scalars import JSON
 
 from app.audit.models import AuditEntry as AuditModel
 from app.graphql.common import GQLInfo, decode_id
-from app.graphql.pagination import Connection, PageArgs, encode_cursor, fetch_page, to_connection
+from app.graphql.pagination import (
+    Connection,
+    PageArgs,
+    counter,
+    encode_cursor,
+    fetch_page,
+    to_connection,
+)
 
 A = AuditModel.__table__
 
@@ -87,9 +94,7 @@ async def audit_connection(
         descending=True,
     )
 
-    async def count() -> int:
-        n = await info.context.session.scalar(select(func.count()).select_from(stmt.subquery()))
-        return int(n or 0)
+    count = counter(info.context.session, stmt)
 
     return to_connection(
         page, AuditEntry.from_row, lambda r: encode_cursor(r["occurred_at"], r["id"]), count

@@ -8,13 +8,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.engine import RowMapping
 from strawberry import relay
 
 from app.comments.models import Comment as CommentModel
 from app.graphql.common import GQLInfo, parse_uuid
-from app.graphql.pagination import Connection, PageArgs, encode_cursor, fetch_page, to_connection
+from app.graphql.pagination import (
+    Connection,
+    PageArgs,
+    counter,
+    encode_cursor,
+    fetch_page,
+    to_connection,
+)
 
 if TYPE_CHECKING:
     from app.auth.schema import User
@@ -94,9 +101,7 @@ async def comment_connection(
         descending=True,
     )
 
-    async def count() -> int:
-        n = await info.context.session.scalar(select(func.count()).select_from(stmt.subquery()))
-        return int(n or 0)
+    count = counter(info.context.session, stmt)
 
     return to_connection(
         page, Comment.from_row, lambda r: encode_cursor(r["created_at"], r["id"]), count

@@ -9,7 +9,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from sqlalchemy import Select, func, literal, or_, select
+from sqlalchemy import Select, literal, or_, select
 from sqlalchemy.engine import RowMapping
 from strawberry import relay
 from strawberry.scalars import JSON
@@ -33,6 +33,7 @@ from app.graphql.pagination import (
     Connection,
     PageArgs,
     SortDirection,
+    counter,
     encode_cursor,
     fetch_page,
     to_connection,
@@ -431,9 +432,7 @@ async def component_connection(
         descending=desc,
     )
 
-    async def count() -> int:
-        n = await info.context.session.scalar(select(func.count()).select_from(stmt.subquery()))
-        return int(n or 0)
+    count = counter(info.context.session, stmt)
 
     return to_connection(page, Component.from_row, lambda r: encode_cursor(r[key], r["id"]), count)
 
@@ -484,9 +483,7 @@ async def connector_connection(
         info.context.session, stmt, key_col=K.c.created_at, id_col=K.c.id, args=page_args
     )
 
-    async def count() -> int:
-        n = await info.context.session.scalar(select(func.count()).select_from(stmt.subquery()))
-        return int(n or 0)
+    count = counter(info.context.session, stmt)
 
     return to_connection(
         page, Connector.from_row, lambda r: encode_cursor(r["created_at"], r["id"]), count

@@ -288,3 +288,13 @@ def to_connection(
         ),
         _count=count,
     )
+
+
+def counter(session: AsyncSession, stmt: Select[Any]) -> Callable[[], Awaitable[int]]:
+    """A connection's `totalCount`: counts the filtered statement, only if asked for."""
+
+    async def count() -> int:
+        n = await session.scalar(select(func.count()).select_from(stmt.subquery()))
+        return int(n or 0)
+
+    return count

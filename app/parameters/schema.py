@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -30,6 +30,7 @@ from app.graphql.pagination import (
     Connection,
     PageArgs,
     SortDirection,
+    counter,
     encode_cursor,
     fetch_page,
     to_connection,
@@ -502,10 +503,12 @@ async def parameter_connection(
             descending=desc,
         )
 
-        async def count() -> int:
+        async def nested() -> int:
             return await nested_count(
                 info.context, cache_key, component_id, stmt=stmt, partition=P.c.component_id
             )
+
+        count: Callable[[], Awaitable[int]] = nested
     else:
         page = await fetch_page(
             info.context.session,
@@ -516,9 +519,7 @@ async def parameter_connection(
             descending=desc,
         )
 
-        async def count() -> int:
-            n = await info.context.session.scalar(select(func.count()).select_from(stmt.subquery()))
-            return int(n or 0)
+        count = counter(info.context.session, stmt)
 
     return to_connection(page, Parameter.from_row, lambda r: encode_cursor(r[key], r["id"]), count)
 

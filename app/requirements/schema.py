@@ -9,7 +9,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
-from sqlalchemy import Select, exists, func, or_, select
+from sqlalchemy import Select, exists, or_, select
 from sqlalchemy.engine import RowMapping
 from strawberry import relay
 
@@ -19,6 +19,7 @@ from app.graphql.pagination import (
     Connection,
     PageArgs,
     SortDirection,
+    counter,
     encode_cursor,
     fetch_page,
     to_connection,
@@ -351,9 +352,7 @@ async def requirement_connection(
         descending=desc,
     )
 
-    async def count() -> int:
-        n = await info.context.session.scalar(select(func.count()).select_from(stmt.subquery()))
-        return int(n or 0)
+    count = counter(info.context.session, stmt)
 
     return to_connection(
         page, Requirement.from_row, lambda r: encode_cursor(r[key], r["id"]), count

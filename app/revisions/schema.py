@@ -8,12 +8,19 @@ from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.engine import RowMapping
 from strawberry import relay
 
 from app.graphql.common import GQLInfo, parse_uuid
-from app.graphql.pagination import Connection, PageArgs, encode_cursor, fetch_page, to_connection
+from app.graphql.pagination import (
+    Connection,
+    PageArgs,
+    counter,
+    encode_cursor,
+    fetch_page,
+    to_connection,
+)
 from app.revisions.models import Revision as RevisionModel
 
 RV = RevisionModel.__table__
@@ -66,9 +73,7 @@ async def revision_connection(
         descending=True,
     )
 
-    async def count() -> int:
-        n = await info.context.session.scalar(select(func.count()).select_from(stmt.subquery()))
-        return int(n or 0)
+    count = counter(info.context.session, stmt)
 
     return to_connection(
         page, Revision.from_row, lambda r: encode_cursor(r["created_at"], r["id"]), count

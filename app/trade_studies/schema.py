@@ -32,6 +32,7 @@ from app.graphql.pagination import (
     PageArgs,
     PaginationError,
     SortDirection,
+    counter,
     encode_cursor,
     fetch_page,
     to_connection,
@@ -900,9 +901,7 @@ async def trade_study_connection(
         descending=True,
     )
 
-    async def count() -> int:
-        n = await info.context.session.scalar(select(func.count()).select_from(stmt.subquery()))
-        return int(n or 0)
+    count = counter(info.context.session, stmt)
 
     return to_connection(
         page, TradeStudy.from_row, lambda r: encode_cursor(r["created_at"], r["id"]), count
