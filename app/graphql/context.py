@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +20,27 @@ from app.settings import Settings
 @dataclass
 class OperationState:
     """Session, loaders and visibility of one unit of work inside a long-lived
-    connection: each subscription event gets fresh ones, so nothing is stale."""
+    connection: each subscription event gets fresh ones, so nothing is stale.
 
-    session: AsyncSession
+    The session is opened on first use: most events resolve from their payload alone
+    (or from a result shared with other subscribers) and never touch the database.
+    """
+
+    factory: Callable[[], AsyncSession]
     loaders: Any = None
     visible: dict[uuid.UUID, str] | None = None
+    _session: AsyncSession | None = None
+
+    @property
+    def session(self) -> AsyncSession:
+        if self._session is None:
+            self._session = self.factory()
+        return self._session
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
 
 
 # Set by subscription generators before yielding an event; contextvars follow the

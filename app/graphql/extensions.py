@@ -169,6 +169,55 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """
 
     _plans: ClassVar[dict[int, tuple[GraphQLField, _Plan]]] = {}
+    # Subscriptions: what, besides the event, identifies this subscription's result
+    # (see app.graphql.sharing); None until the first event, False if not shareable.
+    _share_prefix: tuple[Any, ...] | bool | None = None
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        if self._share_prefix is None:
+            self._share_prefix = self._subscription_share_prefix()
+        executor = super().build_per_event_executor(payload)
+        # graphql-core 3.3.2 copies the executor shallowly, so every event of a
+        # long-lived subscription added its collected subfields to one shared memo
+        # (keyed by per-event lists): memory grew with every event. Each event gets its own.
+        executor._relevant_sub_fields = {}
+        return executor
+
+    def _subscription_share_prefix(self) -> tuple[Any, ...] | bool:
+        from app.graphql.sharing import reads_only_payload, variables_key
+
+        try:
+            fragments = {name: f.definition for name, f in self.fragments.items()}
+            pure = reads_only_payload(self.schema, self.operation, fragments)
+            variables = variables_key(self.variable_values.coerced)
+        except (TypeError, ValueError):
+            return False
+        principal_key: Any = None
+        if not pure:
+            principal = getattr(self.context_value, "principal", None)
+            if principal is None:
+                return False
+            principal_key = (
+                principal.organization_id,
+                principal.user_id,
+                principal.is_admin,
+                principal.scopes,
+            )
+        return (id(self.operation), variables, principal_key)
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        prefix = self._share_prefix
+        share_key = getattr(self.root_value, "share_key", None)
+        if not isinstance(prefix, tuple) or share_key is None:
+            return super().execute_operation(serially)
+        from app.graphql.sharing import shared_results
+
+        return shared_results.run(
+            (*prefix, share_key),
+            self.operation,
+            lambda: super(FastExecutionContext, self).execute_operation(serially),
+            self.is_awaitable,
+        )
 
     def execute_field(
         self,

@@ -136,6 +136,8 @@ class ParameterChange:
         description="Rule requirements whose compliance or margin changed."
     )
     actor_id: strawberry.Private[uuid.UUID | None]
+    # (project, sequence): subscribers with the same document share one execution.
+    share_key: strawberry.Private[tuple[str, int] | None] = None
 
     @strawberry.field(description="Who made the change.")
     async def actor(
@@ -160,6 +162,7 @@ class ParameterChange:
                 ComplianceChange.from_payload(p) for p in payload.get("requirements", [])
             ],
             actor_id=uuid.UUID(e["actor_id"]) if e.get("actor_id") else None,
+            share_key=(str(e["project_id"]), int(e["sequence"])),
         )
 
     def touches(self, symbols: set[str]) -> bool:
@@ -179,6 +182,7 @@ class ProjectEvent:
     project_id: relay.GlobalID = strawberry.field(description="Global id of the project.")
     actor_id: strawberry.Private[uuid.UUID | None]
     raw: strawberry.Private[dict[str, Any]]
+    share_key: strawberry.Private[tuple[str, int] | None] = None
 
     @strawberry.field(description="Who made the change (null for system changes).")
     async def actor(
@@ -202,6 +206,7 @@ class ProjectEvent:
             project_id=relay.GlobalID("Project", e["project_id"]),
             actor_id=uuid.UUID(e["actor_id"]) if e.get("actor_id") else None,
             raw=e,
+            share_key=(str(e["project_id"]), int(e["sequence"])),
         )
 
 
@@ -260,12 +265,12 @@ async def _stream(
             token_id=principal.token_id if principal else None,
             on_revoked=close_socket,
         ):
-            state = OperationState(session=ctx.new_session())
+            state = OperationState(factory=ctx.new_session)
             current_operation.set(state)
             yield event
             # The consumer has resolved this event: release its connection now, not when
             # the next event arrives (idle subscribers would otherwise hold the pool).
-            await state.session.close()
+            await state.close()
             current_operation.set(None)
             state = None
     except TokenRevoked:
@@ -273,7 +278,7 @@ async def _stream(
     finally:
         ctx.subscriptions -= 1
         if state is not None:
-            await state.session.close()
+            await state.close()
         current_operation.set(None)
 
 
