@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -84,6 +84,13 @@ def _migrate(settings: Settings) -> None:
     migrate.upgrade(settings.database_url)
 
 
+def uvicorn_ws_options(settings: Settings) -> dict[str, Any]:
+    """WebSocket options of every api process. The websockets sans-I/O implementation
+    is named (not ``auto``) because the live hub's direct lane needs it
+    (app.graphql.lanes; with another implementation events take the slower path)."""
+    return {"ws": "websockets-sansio", "ws_per_message_deflate": settings.ws_compression}
+
+
 def _run_uvicorn(settings: Settings, host: str, port: int, workers: int) -> None:
     import uvicorn
 
@@ -96,6 +103,7 @@ def _run_uvicorn(settings: Settings, host: str, port: int, workers: int) -> None
         log_level=settings.log_level,
         proxy_headers=True,
         lifespan="on",
+        **uvicorn_ws_options(settings),
     )
 
 

@@ -23,6 +23,7 @@ from app.auth.errors import InvalidToken
 from app.db import make_engine, make_sessionmaker
 from app.embedded import EmbeddedServices, start_embedded
 from app.graphql.http import ThreadlineGraphQL
+from app.graphql.lanes import RAW_SEND
 from app.graphql.schema import build_schema
 from app.live import Hub
 from app.logging_setup import request_id_var
@@ -47,6 +48,9 @@ class RequestIdMiddleware:
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        if scope["type"] == "websocket":
+            # The server's own send, for the live hub's direct lane (app.graphql.lanes).
+            scope[RAW_SEND] = send
         token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:

@@ -223,3 +223,64 @@ async def test_failed_shared_execution_lets_the_others_run_their_own() -> None:
     with pytest.raises(RuntimeError):
         await first
     assert await second == 7
+
+
+FILTERED_CHANGES = """subscription($p: ID!) {
+  parameterChanged(projectId: $p, symbols: ["m_wet"]) { sequence recomputed { symbol } } }"""
+
+
+async def test_in_step_subscribers_get_events_from_the_hub_directly(
+    demo: Demo, live_server: LiveServer
+) -> None:
+    hub = live_server.app.state.hub
+    subs = await _subscribers(
+        live_server.base_url, [demo.token] * 5, PAYLOAD_ONLY, gid("Project", demo.project_id)
+    )
+    try:
+        # The first event goes through each subscriber's task (which sets up its lane).
+        first = await _edit(live_server.base_url, demo, 21.0)
+        frames = [await c.next(op) for c, op in subs]
+        direct_before = hub.delivered_direct
+        later = [await _edit(live_server.base_url, demo, v) for v in (22.0, 23.0)]
+        for seq in later:
+            got = [await c.next(op) for c, op in subs]
+            assert [m["payload"]["data"]["projectEvents"]["sequence"] for m in got] == [seq] * 5
+            # The same frame as the task path would send: only the id differs.
+            for (c, op), m, old in zip(subs, got, frames, strict=True):
+                assert m["id"] == op and m["type"] == "next"
+                assert m.keys() == old.keys() and m["payload"].keys() == old["payload"].keys()
+                assert m["payload"]["data"].keys() == old["payload"]["data"].keys()
+        assert hub.delivered_direct - direct_before == 10
+        assert first < later[0] < later[1]
+        for c, op in subs:  # nothing duplicated or left behind
+            with pytest.raises(TimeoutError):
+                await c.next(op, wait=0.3)
+    finally:
+        for c, _ in subs:
+            await c.close()
+
+
+async def test_direct_lane_applies_the_symbols_filter_in_order(
+    demo: Demo, live_server: LiveServer
+) -> None:
+    hub = live_server.app.state.hub
+    subs = await _subscribers(
+        live_server.base_url, [demo.token], FILTERED_CHANGES, gid("Project", demo.project_id)
+    )
+    c, op = subs[0]
+    try:
+        warm = await _edit(live_server.base_url, demo, 21.0)
+        assert (await c.data(op))["parameterChanged"]["sequence"] == warm
+        direct_before = hub.delivered_direct
+        wanted = await _edit(live_server.base_url, demo, 22.0)
+        skipped = await _edit(live_server.base_url, demo, 0.3, symbol="eta_cell")
+        wanted_again = await _edit(live_server.base_url, demo, 23.0)
+        got = [(await c.data(op))["parameterChanged"] for _ in range(2)]
+        assert [g["sequence"] for g in got] == [wanted, wanted_again]
+        assert all("m_wet" in {r["symbol"] for r in g["recomputed"]} for g in got)
+        assert wanted < skipped < wanted_again
+        assert hub.delivered_direct - direct_before == 2
+        with pytest.raises(TimeoutError):
+            await c.next(op, wait=0.3)
+    finally:
+        await c.close()

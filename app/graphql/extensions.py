@@ -175,7 +175,11 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     def build_per_event_executor(self, payload: Any) -> Any:
         if self._share_prefix is None:
+            from app.graphql.lanes import current_subscription
+
             self._share_prefix = self._subscription_share_prefix()
+            # The operation's task may now give its subscriber a direct lane.
+            current_subscription.set(self)
         executor = super().build_per_event_executor(payload)
         # graphql-core 3.3.2 copies the executor shallowly, so every event of a
         # long-lived subscription added its collected subfields to one shared memo

@@ -50,6 +50,7 @@ from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.graphql.context import Context
+from app.graphql.lanes import TransportWSHandler
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
@@ -373,6 +374,8 @@ def tune_gc() -> None:
 
 class ThreadlineGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, and a spec-compliant HTTP pipeline."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

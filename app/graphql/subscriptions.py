@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -24,6 +24,7 @@ from strawberry.types import Info
 from app.auth.access import visible_projects
 from app.graphql.common import decode_id
 from app.graphql.context import Context, OperationState, current_operation
+from app.graphql.lanes import lane_factory
 from app.live import TokenRevoked, event_stream
 
 if TYPE_CHECKING:
@@ -238,8 +239,13 @@ async def _authorize(info: GQLInfo, project_gid: relay.GlobalID) -> uuid.UUID:
 
 
 async def _stream(
-    info: GQLInfo, project_id: uuid.UUID, after: int | None
-) -> AsyncGenerator[dict[str, Any], None]:
+    info: GQLInfo,
+    project_id: uuid.UUID,
+    after: int | None,
+    make_root: Callable[[dict[str, Any]], Any] | None = None,
+) -> AsyncGenerator[Any, None]:
+    """The project's events — as ``make_root(event)`` if given (None skips an event);
+    with ``make_root`` the hub may also deliver events directly (app.graphql.lanes)."""
     ctx = info.context
     cap = ctx.settings.max_subscriptions_per_connection
     if ctx.subscriptions >= cap:
@@ -264,10 +270,14 @@ async def _stream(
             after=after,
             token_id=principal.token_id if principal else None,
             on_revoked=close_socket,
+            lane=lane_factory(ctx, make_root) if make_root is not None else None,
         ):
+            root = make_root(event) if make_root is not None else event
+            if root is None:
+                continue
             state = OperationState(factory=ctx.new_session)
             current_operation.set(state)
-            yield event
+            yield root
             # The consumer has resolved this event: release its connection now, not when
             # the next event arrives (idle subscribers would otherwise hold the pool).
             await state.close()
@@ -304,8 +314,8 @@ class Subscription:
         after: Annotated[int | None, strawberry.argument(description=AFTER_DOC)] = None,
     ) -> AsyncGenerator[ProjectEvent, None]:
         pid = await _authorize(info, project_id)
-        async for event in _stream(info, pid, after):
-            yield ProjectEvent.from_event(event)
+        async for event in _stream(info, pid, after, ProjectEvent.from_event):
+            yield event
 
     @strawberry.subscription(
         description="Parameter edits with every derived parameter they recomputed and the "
@@ -325,12 +335,15 @@ class Subscription:
     ) -> AsyncGenerator[ParameterChange, None]:
         pid = await _authorize(info, project_id)
         wanted = set(symbols) if symbols else None
-        async for event in _stream(info, pid, after):
+
+        def change(event: dict[str, Any]) -> ParameterChange | None:
             if event["kind"] != "parameter.changed":
-                continue
+                return None
             change = ParameterChange.from_event(event)
-            if wanted is None or change.touches(wanted):
-                yield change
+            return change if wanted is None or change.touches(wanted) else None
+
+        async for event in _stream(info, pid, after, change):
+            yield event
 
     @strawberry.subscription(
         description="A trade study's progress: its state at once, then every progress and "
