@@ -160,7 +160,9 @@ def restrict_to(session: AsyncSession, tenant: Tenant) -> None:
 @event.listens_for(Session, "after_begin")
 def _apply_tenant(session: Session, transaction: Any, connection: Any) -> None:
     tenant: Tenant | None = session.info.get("tenant")
-    if tenant is None:
+    if tenant is None or getattr(transaction, "nested", False):
+        # A savepoint runs inside the transaction that already set these (SET LOCAL
+        # lasts until that transaction ends): no second round trip per mutation.
         return
     # One round trip: SET LOCAL ROLE plus the principal, all transaction-scoped.
     connection.execute(

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app import migrate
 from app.auth import service as auth_service
 from app.auth.models import User
+from app.cli import uvicorn_ws_options
 from app.db import make_engine, make_sessionmaker
 from app.embedded import EmbeddedPostgres, EmbeddedRedis
 from app.main import create_app
@@ -173,7 +174,12 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
     app = create_app(settings)
     port = _free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="websockets-sansio"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **uvicorn_ws_options(settings),  # as `threadline serve` runs (no permessage-deflate)
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -246,7 +246,7 @@ async def test_in_step_subscribers_get_events_from_the_hub_directly(
             got = [await c.next(op) for c, op in subs]
             assert [m["payload"]["data"]["projectEvents"]["sequence"] for m in got] == [seq] * 5
             # The same frame as the task path would send: only the id differs.
-            for (c, op), m, old in zip(subs, got, frames, strict=True):
+            for (_c, op), m, old in zip(subs, got, frames, strict=True):
                 assert m["id"] == op and m["type"] == "next"
                 assert m.keys() == old.keys() and m["payload"].keys() == old["payload"].keys()
                 assert m["payload"]["data"].keys() == old["payload"]["data"].keys()

@@ -26,6 +26,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
     Operation,
 )
+from websockets.protocol import State
 
 from app.graphql.context import Context, OperationState, current_operation
 from app.live import FILTERED, Lane
@@ -41,7 +42,16 @@ current_ws_operation_id: ContextVar[str | None] = ContextVar(
 
 
 class DirectLane:
-    __slots__ = ("_prefix", "context", "executor", "group", "make_root", "protocol", "send")
+    __slots__ = (
+        "_plain",
+        "_prefix",
+        "context",
+        "executor",
+        "group",
+        "make_root",
+        "protocol",
+        "send",
+    )
 
     def __init__(
         self,
@@ -61,6 +71,9 @@ class DirectLane:
         self.send = send
         self.protocol = protocol
         self._prefix = b'{"id":' + orjson.dumps(operation_id) + b',"type":"next","payload":'
+        # No extension negotiated (no permessage-deflate): a text frame is a two- to
+        # ten-byte header and the bytes, written to the transport as is.
+        self._plain = not protocol.conn.extensions
 
     async def payload(self, event: dict[str, Any]) -> bytes | object | None:
         root = self.make_root(event)
@@ -87,13 +100,25 @@ class DirectLane:
         return bool(
             protocol.writable.is_set()
             and not protocol.close_sent
+            and protocol.conn.state is State.OPEN
             and not protocol.transport.is_closing()
         )
 
     async def write(self, payload: bytes) -> bool:
-        frame = self._prefix + payload + b"}"
+        message = self._prefix + payload + b"}"
+        if self._plain:
+            # Server frames are unmasked: FIN + text opcode, then the length.
+            n = len(message)
+            if n < 126:
+                header = bytes((0x81, n))
+            elif n < 65536:
+                header = b"\x81\x7e" + n.to_bytes(2, "big")
+            else:
+                header = b"\x81\x7f" + n.to_bytes(8, "big")
+            self.protocol.transport.write(header + message)
+            return True
         try:
-            await self.send({"type": "websocket.send", "text": frame.decode()})
+            await self.send({"type": "websocket.send", "text": message.decode()})
         except Exception:
             return False
         return True
@@ -111,10 +136,13 @@ def lane_factory(
             return None
         send = context.request.scope.get(RAW_SEND)
         protocol = getattr(send, "__self__", None)
+        conn = getattr(protocol, "conn", None)
         if send is None or not (
             isinstance(getattr(protocol, "writable", None), asyncio.Event)
             and hasattr(protocol, "close_sent")
             and hasattr(protocol, "transport")
+            and isinstance(getattr(conn, "state", None), State)
+            and isinstance(getattr(conn, "extensions", None), list)
         ):
             return None
         prefix = executor._share_prefix
