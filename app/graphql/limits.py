@@ -150,6 +150,19 @@ def expanded_size(document: Any, limit: int) -> int:
     return worst
 
 
+# Verdicts per document text (the parser cache hands out the same document for the
+# same text): a dashboard repeating one query pays for the walks once. Bounded.
+_SIZES: dict[Any, int] = {}
+_COSTS: dict[Any, tuple[int, bool]] = {}
+_CACHE_SIZE = 1024
+
+
+def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))  # oldest first (dicts keep insertion order)
+    cache[key] = value
+
+
 class DocumentSizeLimit(SchemaExtension):
     """Refuse documents that expand to too many fields, before validation runs."""
 
@@ -161,7 +174,11 @@ class DocumentSizeLimit(SchemaExtension):
         if document is None or not isinstance(context, Context):
             return
         limit = context.settings.max_query_fields
-        n = expanded_size(document, limit)
+        key = (ec.query, limit)
+        n = _SIZES.get(key)
+        if n is None:
+            n = expanded_size(document, limit)
+            _remember(_SIZES, key, n)
         if n > limit:
             raise GraphQLError(
                 f"the operation expands to more than {limit} field selections "
@@ -179,19 +196,31 @@ class OperationLimits(SchemaExtension):
             yield
             return
         settings = context.settings
-        schema = ec.schema._schema
-        fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
-        pricer = _Pricer(schema, fragments, ec.variables or {}, settings.default_page_size)
-        cost = 0
-        for definition in document.definitions:
-            if not isinstance(definition, OperationDefinitionNode):
-                continue
-            if ec.operation_name and definition.name and definition.name.value != ec.operation_name:
-                continue
-            root = schema.get_root_type(definition.operation)
-            cost = max(cost, pricer.cost(definition.selection_set, root))
+        variables = ec.variables or {}
+        # Only integer variables (page sizes) can change the price of a document.
+        ints = tuple(sorted((k, v) for k, v in variables.items() if type(v) is int))
+        key = (ec.query, ec.operation_name, ints, settings.default_page_size)
+        priced = _COSTS.get(key)
+        if priced is None:
+            schema = ec.schema._schema
+            fragments = {
+                d.name.value: d
+                for d in document.definitions
+                if isinstance(d, FragmentDefinitionNode)
+            }
+            pricer = _Pricer(schema, fragments, variables, settings.default_page_size)
+            cost = 0
+            for definition in document.definitions:
+                if not isinstance(definition, OperationDefinitionNode):
+                    continue
+                name = ec.operation_name
+                if name and definition.name and definition.name.value != name:
+                    continue
+                root = schema.get_root_type(definition.operation)
+                cost = max(cost, pricer.cost(definition.selection_set, root))
+            priced = (cost, pricer.introspection)
+            _remember(_COSTS, key, priced)
+        cost, introspection = priced
         error = None
         if cost > settings.max_query_cost:
             error = GraphQLError(
@@ -199,11 +228,7 @@ class OperationLimits(SchemaExtension):
                 "request smaller pages (first/last) or fewer nested connections",
                 extensions={"code": "COST_LIMIT", "cost": cost, "limit": settings.max_query_cost},
             )
-        elif (
-            pricer.introspection
-            and context.principal is None
-            and (not settings.introspection_anonymous)
-        ):
+        elif introspection and context.principal is None and (not settings.introspection_anonymous):
             error = GraphQLError(
                 "introspection requires authentication",
                 extensions={"code": "UNAUTHENTICATED"},
