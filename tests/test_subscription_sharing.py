@@ -284,3 +284,28 @@ async def test_direct_lane_applies_the_symbols_filter_in_order(
             await c.next(op, wait=0.3)
     finally:
         await c.close()
+
+
+async def test_completed_subscription_gets_nothing_more_and_its_sibling_goes_on(
+    demo: Demo, live_server: LiveServer
+) -> None:
+    c = await GqlWs.connect(live_server.base_url, demo.token)
+    assert await c.acked()
+    variables = {"p": gid("Project", demo.project_id)}
+    stopped, kept = (
+        await c.subscribe(PAYLOAD_ONLY, variables),
+        await c.subscribe(PAYLOAD_ONLY, variables),
+    )
+    await asyncio.sleep(0.3)
+    try:
+        first = await _edit(live_server.base_url, demo, 21.0)
+        for op in (stopped, kept):  # both now have direct lanes
+            assert (await c.data(op))["projectEvents"]["sequence"] == first
+        await c.complete(stopped)
+        await asyncio.sleep(0.2)
+        later = [await _edit(live_server.base_url, demo, v) for v in (22.0, 23.0)]
+        assert [(await c.data(kept))["projectEvents"]["sequence"] for _ in later] == later
+        with pytest.raises(TimeoutError):
+            await c.next(stopped, wait=0.5)
+    finally:
+        await c.close()

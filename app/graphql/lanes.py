@@ -36,8 +36,8 @@ RAW_SEND = "threadline.raw_send"  # scope key: the server's own ASGI send (webso
 # The subscription executor of the running operation task (set by the executor when it
 # executes an event) and the graphql-transport-ws operation id (set by the WS handler).
 current_subscription: ContextVar[Any] = ContextVar("current_subscription", default=None)
-current_ws_operation_id: ContextVar[str | None] = ContextVar(
-    "current_ws_operation_id", default=None
+current_ws_operation: ContextVar[Operation[Context, None] | None] = ContextVar(
+    "current_ws_operation", default=None
 )
 
 
@@ -49,6 +49,7 @@ class DirectLane:
         "executor",
         "group",
         "make_root",
+        "operation",
         "protocol",
         "send",
     )
@@ -60,17 +61,18 @@ class DirectLane:
         executor: Any,
         make_root: Callable[[dict[str, Any]], Any],
         context: Context,
-        operation_id: str,
+        operation: Operation[Context, None],
         send: Callable[[dict[str, Any]], Any],
         protocol: Any,
     ) -> None:
         self.group = group
+        self.operation = operation
         self.executor = executor
         self.make_root = make_root
         self.context = context
         self.send = send
         self.protocol = protocol
-        self._prefix = b'{"id":' + orjson.dumps(operation_id) + b',"type":"next","payload":'
+        self._prefix = b'{"id":' + orjson.dumps(operation.id) + b',"type":"next","payload":'
         # No extension negotiated (no permessage-deflate): a text frame is a two- to
         # ten-byte header and the bytes, written to the transport as is.
         self._plain = not protocol.conn.extensions
@@ -97,8 +99,12 @@ class DirectLane:
 
     def writable(self) -> bool:
         protocol = self.protocol
+        operation = self.operation
         return bool(
-            protocol.writable.is_set()
+            # Not completed by the client (strawberry forgets the id, then cancels the
+            # task): no `next` may follow a `complete`.
+            operation.handler.operations.get(operation.id) is operation
+            and protocol.writable.is_set()
             and not protocol.close_sent
             and protocol.conn.state is State.OPEN
             and not protocol.transport.is_closing()
@@ -131,8 +137,8 @@ def lane_factory(
 
     def build() -> Lane | None:
         executor = current_subscription.get()
-        operation_id = current_ws_operation_id.get()
-        if executor is None or operation_id is None:
+        operation = current_ws_operation.get()
+        if executor is None or operation is None:
             return None
         send = context.request.scope.get(RAW_SEND)
         protocol = getattr(send, "__self__", None)
@@ -152,7 +158,7 @@ def lane_factory(
             executor=executor,
             make_root=make_root,
             context=context,
-            operation_id=operation_id,
+            operation=operation,
             send=send,
             protocol=protocol,
         )
@@ -164,5 +170,5 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
     """strawberry's graphql-transport-ws handler; each operation task knows its id."""
 
     async def run_operation(self, operation: Operation[Context, None]) -> None:
-        current_ws_operation_id.set(operation.id)
+        current_ws_operation.set(operation)
         await super().run_operation(operation)
