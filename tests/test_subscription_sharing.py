@@ -309,3 +309,28 @@ async def test_completed_subscription_gets_nothing_more_and_its_sibling_goes_on(
             await c.next(stopped, wait=0.5)
     finally:
         await c.close()
+
+
+async def test_hub_collects_garbage_only_when_idle_after_a_wave_of_subscribers() -> None:
+    import gc
+    import uuid
+
+    from app.live import Hub
+
+    hub = Hub(redis_url="redis://unused", sessionmaker=None, gc_after_subscribers=3)  # type: ignore[arg-type]
+    project = uuid.uuid4()
+    collections = gc.get_stats()[2]["collections"]
+    for _ in range(2):
+        hub.subscribe(project, None)
+    hub._collect_if_idle()
+    assert gc.get_stats()[2]["collections"] == collections  # too few new subscribers
+    hub.subscribe(project, None)
+    hub.dispatch({"project_id": str(project), "sequence": 1})  # an event just now: busy
+    hub._collect_if_idle()
+    assert gc.get_stats()[2]["collections"] == collections
+    hub._events.get_nowait()
+    hub._last_event_at -= 5  # quiet for a while
+    hub._collect_if_idle()
+    assert gc.get_stats()[2]["collections"] == collections + 1
+    hub._collect_if_idle()  # the wave was handled
+    assert gc.get_stats()[2]["collections"] == collections + 1
