@@ -945,8 +945,9 @@ def run_block(results: list[RunResult], args: argparse.Namespace, command: str, 
             command,
             "```",
             "",
-            f"`--query {args.query}`, permessage-deflate offered by the clients: "
-            f"{'no' if args.no_compression else 'yes'}, accepted by the server: "
+            f"`--query {args.query}`, clients: `{args.client}`, permessage-deflate offered "
+            f"by the clients: {'no' if args.no_compression or args.client == 'raw' else 'yes'}"
+            ", accepted by the server: "
             f"{'yes' if server_deflate() else 'no'} (`THREADLINE_WS_COMPRESSION`), "
             f"{args.edits} measured edits "
             f"{args.pause * 1000:.0f} ms apart; code: {code}"
