@@ -167,32 +167,50 @@ async def resolve_token(session: AsyncSession, *, token: str, secret_key: str) -
     if len(token) > 256:
         raise InvalidToken("invalid or expired token")
     digest = hash_token(secret_key, token)
-    row = (
-        await session.execute(
-            select(ApiToken, User)
-            .join(User, User.id == ApiToken.user_id)
-            .where(ApiToken.token_hash == digest)
+    # Every request runs this: plain columns (no ORM objects), straight from asyncpg
+    # where the session can (SerialSession.fetch_rows) — a third of the fixed cost of a
+    # small authenticated request went to building two ORM objects here.
+    statement = (
+        select(
+            ApiToken.id,
+            ApiToken.token_hash,
+            ApiToken.scopes,
+            ApiToken.revoked_at,
+            ApiToken.expires_at,
+            User.id.label("user_id"),
+            User.organization_id,
+            User.email,
+            User.is_admin,
+            User.is_active,
+            User.deleted_at,
         )
-    ).first()
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == digest)
+    )
+    fetch_rows = getattr(session, "fetch_rows", None)
+    if fetch_rows is not None:
+        rows = await fetch_rows(statement)
+    else:
+        rows = (await session.execute(statement)).mappings().all()
     now = datetime.now(UTC)
-    if row is None:
+    if not rows:
         raise InvalidToken("invalid or expired token")
-    tok, user = row
+    row = rows[0]
     if (
-        not hmac.compare_digest(tok.token_hash, digest)
-        or tok.revoked_at is not None
-        or (tok.expires_at is not None and tok.expires_at <= now)
-        or not user.is_active
-        or user.deleted_at is not None
+        not hmac.compare_digest(row["token_hash"], digest)
+        or row["revoked_at"] is not None
+        or (row["expires_at"] is not None and row["expires_at"] <= now)
+        or not row["is_active"]
+        or row["deleted_at"] is not None
     ):
         raise InvalidToken("invalid or expired token")
     return Principal(
-        user_id=user.id,
-        organization_id=user.organization_id,
-        email=user.email,
-        is_admin=user.is_admin,
-        token_id=tok.id,
-        scopes=frozenset(tok.scopes),
+        user_id=row["user_id"],
+        organization_id=row["organization_id"],
+        email=row["email"],
+        is_admin=row["is_admin"],
+        token_id=row["id"],
+        scopes=frozenset(row["scopes"]),
     )
 
 
