@@ -90,10 +90,9 @@ class BearerAuth:
                 try:
                     token = auth_service.parse_bearer(header.decode("latin-1"))
                     assert token is not None
-                    async with app_state.lookup_sessionmaker() as session:
-                        principal = await auth_service.resolve_token(
-                            session, token=token, secret_key=app_state.settings.secret_key
-                        )
+                    principal = await auth_service.resolve_token_direct(
+                        app_state.engine, token=token, secret_key=app_state.settings.secret_key
+                    )
                 except InvalidToken as exc:
                     await _unauthenticated(exc.message)(scope, receive, send)
                     return
@@ -153,11 +152,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        # Single-statement reads that need no transaction (the bearer token lookup of
-        # every request): no BEGIN/ROLLBACK round trips around them.
-        app.state.lookup_sessionmaker = make_sessionmaker(
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
         app.state.redis = aioredis.from_url(redis_url)
         app.state.operations = OperationStore(app.state.sessionmaker)
         app.state.hub = Hub(

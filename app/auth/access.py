@@ -40,7 +40,7 @@ async def visible_projects(
         )
         return dict.fromkeys(ids, "owner")
     team_ids = select(TeamMember.team_id).where(TeamMember.user_id == principal.user_id)
-    rows = await session.execute(
+    statement = (
         select(ProjectMember.project_id, ProjectMember.role)
         .join(Project, Project.id == ProjectMember.project_id)
         .where(
@@ -49,6 +49,12 @@ async def visible_projects(
             (ProjectMember.user_id == principal.user_id) | ProjectMember.team_id.in_(team_ids),
         )
     )
+    # Asked once per operation: straight through asyncpg where the session can.
+    fetch_rows = getattr(session, "fetch_rows", None)
+    if fetch_rows is not None:
+        rows = await fetch_rows(statement)
+    else:
+        rows = await session.execute(statement)
     roles: dict[uuid.UUID, str] = {}
     for project_id, role in rows:
         if ROLE_RANK[role] > ROLE_RANK.get(roles.get(project_id, ""), 0):
