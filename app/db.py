@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.sql import sqltypes
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_N_label)s",
@@ -261,6 +262,7 @@ class SerialSession(AsyncSession):
 
 
 _RawTemplate = tuple[Any, str, tuple[str, ...], dict[str, Any]]
+_FLOAT8_OID = 701
 _RAW_TEMPLATES: dict[Any, _RawTemplate | None] = {}
 _MAX_RAW_TEMPLATES = 500
 
@@ -304,8 +306,13 @@ def _raw_template(statement: Select[Any], dialect: Any, cache_key: Any) -> _RawT
     if compiled.positiontup is None:
         return None
     for column in compiled._result_columns:
+        impl = column.type.dialect_impl(dialect)
+        # asyncpg's numeric processors depend on the column's database type; our
+        # `Float` columns are `double precision` (float8), which asyncpg already
+        # returns as Python floats.
+        coltype = _FLOAT8_OID if isinstance(column.type, sqltypes.Float) else None
         try:
-            if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+            if impl.result_processor(dialect, coltype) is not None:
                 return None
         except Exception:  # the processor depends on the column's database type
             return None
