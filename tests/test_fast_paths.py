@@ -241,3 +241,30 @@ async def test_fast_executor_matches_graphql_core() -> None:
     assert results[0] == results[1]
     assert results[1][0] is not None and results[1][0]["broken"] is None
     assert results[1][1] and "non-nullable" in results[1][1][0]["message"]
+
+
+async def test_objects_filled_directly_equal_their_init_construction(
+    factory: Factory, sessionmaker: Any
+) -> None:
+    """``from_row`` of the hot types skips the dataclass ``__init__``: the result must be
+    exactly what ``__init__`` would build (every field present, enums as enums)."""
+    from sqlalchemy import select
+
+    from app.parameters.models import Parameter as ParameterModel
+    from app.parameters.schema import Parameter
+    from app.requirements.models import Requirement as RequirementModel
+    from app.requirements.schema import Requirement
+
+    owner = await factory.account()
+    project = await factory.project(owner)
+    await build_thread(sessionmaker, project.id, components=2, params_per_component=3)
+    async with sessionmaker() as session:
+        for model, cls in ((ParameterModel, Parameter), (RequirementModel, Requirement)):
+            table = model.__table__
+            rows = await session.fetch_rows(select(table).where(table.c.project_id == project.id))
+            assert rows, cls.__name__
+            for row in rows:
+                direct = cls.from_row(row)
+                rebuilt = cls(**vars(direct))
+                assert vars(direct) == vars(rebuilt)
+                assert direct == rebuilt

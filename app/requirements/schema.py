@@ -96,6 +96,12 @@ class TraceLinkKind(Enum):
     ALLOCATED_TO = strawberry.enum_value("allocated_to", description="Allocated to a component.")
 
 
+_PRIORITIES = {e.value: e for e in Priority}
+_STATUSES = {e.value: e for e in RequirementStatus}
+_METHODS = {e.value: e for e in VerificationMethod}
+_COMPLIANCES = {e.value: e for e in Compliance}
+
+
 @strawberry.type(description="A rule: `parameter OPERATOR threshold [unit]`.")
 class Rule:
     operator: RuleOperator = strawberry.field(description="Comparison.")
@@ -136,25 +142,30 @@ class Requirement(relay.Node):
                 threshold_high=r["rule_threshold_high"],
                 unit=r["rule_unit"] or "",
             )
-        return cls(
-            id=str(r["id"]),
-            uuid_=r["id"],
+        # Filled directly, as Parameter.from_row (hundreds per page; equality with the
+        # __init__ result is tested in tests/test_fast_paths.py).
+        obj = object.__new__(cls)
+        rid = r["id"]
+        obj.__dict__.update(
+            id=str(rid),
+            uuid_=rid,
             project_id=r["project_id"],
             parent_id=r["parent_id"],
             rule_parameter_id=r["rule_parameter_id"],
             key=r["key"],
             title=r["title"],
             text=r["text"],
-            priority=Priority(r["priority"]),
-            status=RequirementStatus(r["status"]),
-            verification_method=VerificationMethod(r["verification_method"]),
-            compliance=Compliance(r["compliance"]),
+            priority=_PRIORITIES[r["priority"]],
+            status=_STATUSES[r["status"]],
+            verification_method=_METHODS[r["verification_method"]],
+            compliance=_COMPLIANCES[r["compliance"]],
             margin=r["margin"],
             rule=rule,
             version=r["version"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
         )
+        return obj
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]
