@@ -249,16 +249,19 @@ class SerialSession(AsyncSession):
                 rows: Sequence[Any] = result.mappings().all()
                 return rows
             sql, params = plan
-            sync_conn = conn.sync_connection
-            assert sync_conn is not None
-            if sync_conn._has_events or sync_conn.engine._has_events:
-                sync_conn.dispatch.before_cursor_execute(
-                    sync_conn, None, sql, tuple(params), None, False
-                )
+            announce_statement(conn, sql, tuple(params))
             raw = (await conn.get_raw_connection()).driver_connection
             assert raw is not None
             records: Sequence[Any] = await raw.fetch(sql, *params)
             return records
+
+
+def announce_statement(conn: Any, sql: str, params: tuple[Any, ...]) -> None:
+    """Tell the engine's ``before_cursor_execute`` listeners (statement counters,
+    tracing) about a statement sent straight through the driver."""
+    sync_conn = conn.sync_connection
+    if sync_conn is not None and (sync_conn._has_events or sync_conn.engine._has_events):
+        sync_conn.dispatch.before_cursor_execute(sync_conn, None, sql, params, None, False)
 
 
 _RawTemplate = tuple[Any, str, tuple[str, ...], dict[str, Any]]

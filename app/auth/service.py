@@ -21,6 +21,7 @@ from app.auth.access import ROLE_RANK
 from app.auth.errors import AccountExists, InvalidCredentials, InvalidToken
 from app.auth.models import ApiToken, Organization, TeamMember, User
 from app.auth.principal import Principal
+from app.db import announce_statement
 from app.projects.models import Project, ProjectMember
 
 _hasher = PasswordHasher()
@@ -235,12 +236,7 @@ async def resolve_token_direct(engine: AsyncEngine, *, token: str, secret_key: s
         if raw is None or not hasattr(raw, "fetchrow"):  # not asyncpg: the portable path
             row = (await conn.execute(_token_statement(digest))).mappings().first()
         else:
-            sync_conn = conn.sync_connection
-            if sync_conn is not None and (sync_conn._has_events or sync_conn.engine._has_events):
-                # Statement counters and tracing listeners still see it (as fetch_rows does).
-                sync_conn.dispatch.before_cursor_execute(
-                    sync_conn, None, _TOKEN_SQL, (digest,), None, False
-                )
+            announce_statement(conn, _TOKEN_SQL, (digest,))
             row = await raw.fetchrow(_TOKEN_SQL, digest)
     return _principal(row, digest)
 
