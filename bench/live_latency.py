@@ -231,14 +231,73 @@ class _RawWs(asyncio.Protocol):
                 self.on_text(payload, now)
 
 
+class _Recorder:
+    """What one client process saw: per connection, (sequence, arrival time) of each
+    ``next``; the parent's commands over the pipe; both client kinds share it."""
+
+    def __init__(self, count: int) -> None:
+        self.logs: list[list[tuple[int, float]]] = [[] for _ in range(count)]
+        self.errors: list[str] = []
+        # At the end: the subscribers still waiting for the last sequence (``target``).
+        self.target: int | None = None
+        self.pending: set[int] = set()
+        self.all_in = asyncio.Event()
+
+    def message(self, index: int, msg: dict[str, Any], now: float) -> Any:
+        """Record a ``next`` or an error; returns the message type."""
+        kind = msg.get("type")
+        if kind == "next":
+            data = msg["payload"].get("data")
+            if data and data.get("projectEvents"):
+                seq = data["projectEvents"]["sequence"]
+                self.logs[index].append((seq, now))
+                if self.target is not None and seq >= self.target and index in self.pending:
+                    self.pending.discard(index)
+                    if not self.pending:
+                        self.all_in.set()
+            else:
+                self.errors.append(orjson.dumps(msg["payload"]).decode()[:300])
+        elif kind in ("error", "complete"):
+            self.errors.append(orjson.dumps(msg).decode()[:300])
+        return kind
+
+    async def serve(self, pipe: Connection) -> None:
+        """Report ready, answer the parent until it says stop (after a bounded wait for
+        the last sequence)."""
+        # The clients are the instrument: their garbage collector pausing a reader would
+        # count as delivery latency. Everything set up so far is long-lived; the measured
+        # phase allocates little, so collection stays off until the end.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        pipe.send(("ready", len(self.logs)))
+        loop = asyncio.get_running_loop()
+        while True:
+            cmd, arg = await loop.run_in_executor(None, pipe.recv)
+            if cmd == "count":  # how many subscribers have an event with sequence >= arg
+                pipe.send(("count", sum(1 for log in self.logs if log and log[-1][0] >= arg)))
+            elif cmd == "stop":  # wait (bounded) for sequence ``arg``, then report
+                self.target = arg
+                self.pending.update(
+                    i for i, log in enumerate(self.logs) if not log or log[-1][0] < arg
+                )
+                if self.pending:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.all_in.wait(), 30)
+                return
+
+    def report(self, pipe: Connection) -> None:
+        pipe.send(("results", (self.logs, self.errors[:20], len(self.errors))))
+
+
 async def _client_main_raw(spec: ClientSpec, pipe: Connection) -> None:
     from urllib.parse import urlsplit
 
     url = urlsplit(spec.ws_url)
-    assert url.hostname is not None and url.port is not None
+    host, port = url.hostname, url.port
+    assert host is not None and port is not None
     loop = asyncio.get_running_loop()
-    logs: list[list[tuple[int, float]]] = [[] for _ in range(spec.count)]
-    errors: list[str] = []
+    recorder = _Recorder(spec.count)
     gate = asyncio.Semaphore(50)
     init = orjson.dumps(
         {"type": "connection_init", "payload": {"Authorization": f"Bearer {spec.token}"}}
@@ -251,35 +310,15 @@ async def _client_main_raw(spec: ClientSpec, pipe: Connection) -> None:
         }
     )
     pong = orjson.dumps({"type": "pong"})
-    target: list[int | None] = [None]
-    pending: set[int] = set()
-    all_in = asyncio.Event()
     conns: list[_RawWs] = []
 
     def handler(index: int, acked: asyncio.Future[None]) -> Callable[[bytes, float], None]:
-        log = logs[index]
-
         def on_text(raw: bytes, now: float) -> None:
-            msg = orjson.loads(raw)
-            kind = msg.get("type")
-            if kind == "next":
-                data = msg["payload"].get("data")
-                if data and data.get("projectEvents"):
-                    seq = data["projectEvents"]["sequence"]
-                    log.append((seq, now))
-                    if target[0] is not None and seq >= target[0] and index in pending:
-                        pending.discard(index)
-                        if not pending:
-                            all_in.set()
-                else:
-                    errors.append(orjson.dumps(msg["payload"]).decode()[:300])
-            elif kind == "ping":
+            kind = recorder.message(index, orjson.loads(raw), now)
+            if kind == "ping":
                 conns[index].send(pong)
-            elif kind == "connection_ack":
-                if not acked.done():
-                    acked.set_result(None)
-            elif kind in ("error", "complete"):
-                errors.append(raw.decode()[:300])
+            elif kind == "connection_ack" and not acked.done():
+                acked.set_result(None)
 
         return on_text
 
@@ -287,10 +326,10 @@ async def _client_main_raw(spec: ClientSpec, pipe: Connection) -> None:
         async with gate:
             acked: asyncio.Future[None] = loop.create_future()
             _, conn = await loop.create_connection(
-                lambda: _RawWs(handler(index, acked)), url.hostname, url.port
+                lambda: _RawWs(handler(index, acked)), host, port
             )
             conns[index] = conn
-            conn.handshake(f"{url.hostname}:{url.port}", url.path or "/")
+            conn.handshake(f"{host}:{port}", url.path or "/")
             await asyncio.wait_for(conn.open, 60)
             conn.send(init)
             await asyncio.wait_for(acked, 60)
@@ -298,26 +337,12 @@ async def _client_main_raw(spec: ClientSpec, pipe: Connection) -> None:
 
     conns = [None] * spec.count  # type: ignore[list-item]
     await asyncio.gather(*(open_one(i) for i in range(spec.count)))
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    pipe.send(("ready", spec.count))
-    while True:
-        cmd, arg = await loop.run_in_executor(None, pipe.recv)
-        if cmd == "count":
-            pipe.send(("count", sum(1 for log in logs if log and log[-1][0] >= arg)))
-        elif cmd == "stop":
-            target[0] = arg
-            pending.update(i for i, log in enumerate(logs) if not log or log[-1][0] < arg)
-            if pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(all_in.wait(), 30)
-            break
+    await recorder.serve(pipe)
     for conn in conns:
         conn.send(b"\x03\xe8", 0x8)  # close, 1000
         if conn.transport is not None:
             conn.transport.close()
-    pipe.send(("results", (logs, errors[:20], len(errors))))
+    recorder.report(pipe)
 
 
 async def _client_main(spec: ClientSpec, pipe: Connection) -> None:
@@ -325,8 +350,7 @@ async def _client_main(spec: ClientSpec, pipe: Connection) -> None:
     from websockets.exceptions import ConnectionClosed
     from websockets.typing import Subprotocol
 
-    logs: list[list[tuple[int, float]]] = [[] for _ in range(spec.count)]
-    errors: list[str] = []
+    recorder = _Recorder(spec.count)
     gate = asyncio.Semaphore(50)  # connection attempts in flight
     init = orjson.dumps(
         {"type": "connection_init", "payload": {"Authorization": f"Bearer {spec.token}"}}
@@ -357,62 +381,23 @@ async def _client_main(spec: ClientSpec, pipe: Connection) -> None:
             await ws.send(subscribe)
             return ws
 
-    # At the end: the subscribers still waiting for the last sequence (``target``).
-    target: list[int | None] = [None]
-    pending: set[int] = set()
-    all_in = asyncio.Event()
-
     async def read(ws: ClientConnection, index: int) -> None:
-        log = logs[index]
         try:
             async for raw in ws:
                 now = time.time()
-                msg = orjson.loads(raw)
-                kind = msg.get("type")
-                if kind == "next":
-                    data = msg["payload"].get("data")
-                    if data and data.get("projectEvents"):
-                        seq = data["projectEvents"]["sequence"]
-                        log.append((seq, now))
-                        if target[0] is not None and seq >= target[0] and index in pending:
-                            pending.discard(index)
-                            if not pending:
-                                all_in.set()
-                    else:
-                        errors.append(orjson.dumps(msg["payload"]).decode()[:300])
-                elif kind == "ping":
+                if recorder.message(index, orjson.loads(raw), now) == "ping":
                     await ws.send(pong)
-                elif kind in ("error", "complete"):
-                    errors.append(orjson.dumps(msg).decode()[:300])
         except ConnectionClosed:
             pass
 
     conns = await asyncio.gather(*(open_one() for _ in range(spec.count)))
     readers = [asyncio.create_task(read(ws, i)) for i, ws in enumerate(conns)]
-    # The clients are the instrument: their garbage collector pausing a reader would
-    # count as delivery latency. Everything set up so far is long-lived; the measured
-    # phase allocates little, so collection stays off until the end.
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    pipe.send(("ready", spec.count))
-    loop = asyncio.get_running_loop()
-    while True:
-        cmd, arg = await loop.run_in_executor(None, pipe.recv)
-        if cmd == "count":  # how many subscribers have an event with sequence >= arg
-            pipe.send(("count", sum(1 for log in logs if log and log[-1][0] >= arg)))
-        elif cmd == "stop":  # wait (bounded) for sequence ``arg``, then report
-            target[0] = arg
-            pending.update(i for i, log in enumerate(logs) if not log or log[-1][0] < arg)
-            if pending:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(all_in.wait(), 30)
-            break
+    await recorder.serve(pipe)
     await asyncio.gather(*(ws.close() for ws in conns), return_exceptions=True)
     for task in readers:
         task.cancel()
     await asyncio.gather(*readers, return_exceptions=True)
-    pipe.send(("results", (logs, errors[:20], len(errors))))
+    recorder.report(pipe)
 
 
 # --- the api process and its data -------------------------------------------------
