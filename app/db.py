@@ -264,6 +264,14 @@ def announce_statement(conn: Any, sql: str, params: tuple[Any, ...]) -> None:
         sync_conn.dispatch.before_cursor_execute(sync_conn, None, sql, params, None, False)
 
 
+def announce_to_engine(engine: AsyncEngine, sql: str, params: tuple[Any, ...]) -> None:
+    """:func:`announce_statement` for a statement sent on a connection the engine does
+    not own (app.graphql.readpool)."""
+    sync_engine = engine.sync_engine
+    if sync_engine._has_events:
+        sync_engine.dispatch.before_cursor_execute(None, None, sql, params, None, False)
+
+
 _RawTemplate = tuple[Any, str, tuple[str, ...], dict[str, Any]]
 _FLOAT8_OID = 701
 _RAW_TEMPLATES: dict[Any, _RawTemplate | None] = {}

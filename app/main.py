@@ -20,10 +20,11 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app.auth import service as auth_service
 from app.auth.errors import InvalidToken
-from app.db import make_engine, make_sessionmaker
+from app.db import announce_to_engine, make_engine, make_sessionmaker
 from app.embedded import EmbeddedServices, start_embedded
 from app.graphql.http import ThreadlineGraphQL
 from app.graphql.lanes import RAW_SEND
+from app.graphql.readpool import ReadPool
 from app.graphql.schema import build_schema
 from app.live import Hub
 from app.logging_setup import request_id_var
@@ -152,6 +153,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.read_pool = None
+        if settings.compiled_reads:
+            app.state.read_pool = ReadPool(
+                engine.url,
+                size=settings.read_pool_size,
+                on_statement=lambda sql, params: announce_to_engine(engine, sql, params),
+            )
         app.state.redis = aioredis.from_url(redis_url)
         app.state.operations = OperationStore(app.state.sessionmaker)
         app.state.hub = Hub(
@@ -166,6 +174,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await app.state.hub.stop()
+            if app.state.read_pool is not None:
+                await app.state.read_pool.close()
             await app.state.redis.aclose()
             await engine.dispose()
             if embedded is not None:

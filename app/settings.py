@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     session_ttl_hours: int = Field(default=24 * 14, ge=1, description="Login token lifetime.")
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=10, ge=0, le=200)
+    compiled_reads: bool = Field(
+        default=True,
+        description="Answer repeated read-only queries of the compilable subset with one SQL "
+        "statement built by PostgreSQL (app.graphql.compiled); off = always the resolvers.",
+    )
+    read_pool_size: int = Field(
+        default=10, ge=1, le=200, description="Connections for compiled reads (per process)."
+    )
 
     # GraphQL abuse limits.
     max_query_depth: int = Field(default=15, ge=1, le=100)

@@ -194,6 +194,17 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
     thread.join(timeout=10)
 
 
+@pytest.fixture
+def resolvers_only(live_server: LiveServer) -> Iterator[None]:
+    """Every query of the test takes the resolvers (no compiled reads)."""
+    pool = live_server.app.state.read_pool
+    live_server.app.state.read_pool = None
+    try:
+        yield
+    finally:
+        live_server.app.state.read_pool = pool
+
+
 @dataclass
 class GQLResponse:
     status: int

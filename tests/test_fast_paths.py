@@ -79,16 +79,25 @@ def statements(live_server: LiveServer) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", on_execute)
 
 
+@pytest.mark.parametrize("path", ["resolvers", "compiled"])
 async def test_nested_read_builds_no_orm_objects_and_constant_statements(
-    factory: Factory, sessionmaker: Any, graphql: GraphQLCall, live_server: LiveServer
+    path: str,
+    factory: Factory,
+    sessionmaker: Any,
+    graphql: GraphQLCall,
+    live_server: LiveServer,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if path == "resolvers":
+        request.getfixturevalue("resolvers_only")
     counts = {}
     for n in (5, 60):
         owner = await factory.account()
         project = await factory.project(owner)
         await build_thread(sessionmaker, project.id, components=n, params_per_component=9)
         variables = {"id": gid("Project", project.id)}
-        await graphql(NESTED, variables, token=owner.token)  # warm caches
+        for _ in range(2):  # warm caches (the first compiles, the second pins a connection)
+            await graphql(NESTED, variables, token=owner.token)
         with orm_loads() as loaded, statements(live_server) as sql:
             data = (await graphql(NESTED, variables, token=owner.token)).ok()
         comps = data["project"]["components"]["nodes"]
@@ -98,6 +107,14 @@ async def test_nested_read_builds_no_orm_objects_and_constant_statements(
         # The bearer-token lookup included: it reads plain columns through asyncpg.
         assert loaded == [], f"ORM objects built on the read path: {set(loaded)}"
         counts[n] = len(sql)
+        compiled = [s for s in sql if "json_build_object" in s]
+        if path == "compiled":
+            # Token lookup, then the one compiled statement on a connection already
+            # pinned to this tenant by the warm-up request.
+            assert len(sql) == 2 and len(compiled) == 1, sql
+            assert "FROM api_tokens" in sql[0]
+        else:
+            assert compiled == []
     assert counts[5] == counts[60], counts
     assert counts[60] <= MAX_NESTED_STATEMENTS, counts
 

@@ -31,11 +31,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import asyncpg
 import orjson
 from graphql import GraphQLError
 from starlette.requests import Request
@@ -49,9 +51,15 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET, UnsetType
 
+from app.auth.principal import Principal
+from app.graphql import compiled
+from app.graphql.compiled import CompiledOperation
 from app.graphql.context import Context
 from app.graphql.lanes import TransportWSHandler
+from app.graphql.limits import known_cost
+from app.graphql.readpool import Pin, ReadPool
 
+log = logging.getLogger("threadline.http")
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
 # The message the schema's MaskErrors extension puts on unexpected errors.
@@ -471,6 +479,94 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
     async def execute_http(
         self, request: Request, params: GraphQLParams, media_type: str
     ) -> Response:
+        state = request.app.state
+        principal = request.scope.get("state", {}).get("principal")
+        pool = getattr(state, "read_pool", None)
+        plan: CompiledOperation | bool | None = False
+        if pool is not None and principal is not None:
+            plan = compiled.cached(params.query, params.operation_name)
+            if plan:
+                assert isinstance(plan, CompiledOperation)
+                response = await self.execute_compiled(
+                    request, plan, params, media_type, principal, pool
+                )
+                if response is not None:
+                    return response
+        response = await self.execute_resolvers(request, params, media_type)
+        if (
+            plan is False
+            and pool is not None
+            and response.status_code == 200
+            and self._last_ok(request)
+            and "mutation" not in params.query
+            and "subscription" not in params.query
+        ):
+            settings = state.settings
+            compiled.remember(
+                self.schema._schema,  # type: ignore[attr-defined]
+                params.query,
+                params.operation_name,
+                default_page_size=settings.default_page_size,
+                max_page_size=settings.max_page_size,
+            )
+        return response
+
+    @staticmethod
+    def _last_ok(request: Request) -> bool:
+        return bool(request.scope.get("state", {}).get("graphql_clean"))
+
+    async def execute_compiled(
+        self,
+        request: Request,
+        plan: CompiledOperation,
+        params: GraphQLParams,
+        media_type: str,
+        principal: Principal,
+        pool: ReadPool,
+    ) -> Response | None:
+        """The operation's compiled statement; None when the resolvers must answer."""
+        settings = request.app.state.settings
+        variables = params.variables or {}
+        try:
+            values = plan.bind(variables)
+        except compiled.Fallback:
+            return None
+        priced = known_cost(
+            params.query, plan.operation_name, variables, settings.default_page_size
+        )
+        if priced is None or priced[0] > settings.max_query_cost:
+            return None  # not priced yet for these page sizes, or refused: the full path
+        args = (principal.organization_id, principal.user_id, principal.is_admin, *values)
+        pin = Pin(principal.organization_id, principal.user_id)
+        timeout = settings.request_timeout_seconds
+        try:
+            async with asyncio.timeout(timeout):
+                async with pool.acquire(pin) as conn:
+                    pool.announce(plan.plan.sql, args)
+                    text = await conn.fetchval(plan.plan.sql, *args)
+                    if text is None:
+                        # The connection does not act as this tenant: discard it.
+                        raise compiled.PinMismatch
+        except TimeoutError:
+            raise HTTPError(
+                504,
+                f"The operation took longer than {timeout:g} s and was cancelled; "
+                "nothing was changed.",
+                "TIMEOUT",
+            ) from None
+        except (compiled.PinMismatch, asyncpg.PostgresError, OSError) as exc:
+            # E.g. a non-finite float the resolvers report as a field error.
+            log.warning("compiled read fell back to the resolvers: %r", exc)
+            return None
+        return Response(
+            b'{"data":' + text.encode() + b"}",
+            status_code=200,
+            headers={"content-type": f"{media_type}; charset=utf-8", "vary": "Accept"},
+        )
+
+    async def execute_resolvers(
+        self, request: Request, params: GraphQLParams, media_type: str
+    ) -> Response:
         sub_response = await self.get_sub_response(request)
         context = await self.get_context(request, response=sub_response)
         timeout = request.app.state.settings.request_timeout_seconds
@@ -511,6 +607,8 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
             ) from None
 
         body, status = classify(result)
+        if status == 200 and not result.errors:
+            request.scope.setdefault("state", {})["graphql_clean"] = True
         if media_type == APPLICATION_JSON and status == 400:
             status = 200  # legacy rule: a well-formed request's GraphQL errors are 200
         response = self.json_response(body, status, media_type)

@@ -163,6 +163,15 @@ def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
     cache[key] = value
 
 
+def known_cost(
+    query: str, operation_name: str | None, variables: dict[str, Any], default_page_size: int
+) -> tuple[int, bool] | None:
+    """The cost verdict :class:`OperationLimits` reached for this document and these page
+    sizes, if it priced them already (compiled reads reuse it instead of re-pricing)."""
+    ints = tuple(sorted((k, v) for k, v in variables.items() if type(v) is int))
+    return _COSTS.get((query, operation_name, ints, default_page_size))
+
+
 class DocumentSizeLimit(SchemaExtension):
     """Refuse documents that expand to too many fields, before validation runs."""
 
