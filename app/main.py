@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import orjson
 import redis.asyncio as aioredis
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -22,7 +21,7 @@ from app.auth import service as auth_service
 from app.auth.errors import InvalidToken
 from app.db import announce_to_engine, make_engine, make_sessionmaker
 from app.embedded import EmbeddedServices, start_embedded
-from app.graphql.http import ThreadlineGraphQL
+from app.graphql.http import PendingBearer, ThreadlineGraphQL, unauthenticated
 from app.graphql.lanes import RAW_SEND
 from app.graphql.readpool import ReadPool
 from app.graphql.schema import build_schema
@@ -67,18 +66,15 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
-def _unauthenticated(message: str) -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
-    return Response(
-        orjson.dumps(body),
-        status_code=401,
-        media_type="application/json",
-        headers={"WWW-Authenticate": 'Bearer realm="threadline"'},
-    )
-
-
 class BearerAuth:
-    """Resolve ``Authorization: Bearer`` before GraphQL runs; a bad token is a 401."""
+    """Resolve ``Authorization: Bearer`` before GraphQL runs; a bad token is a 401.
+
+    A token whose last lookup succeeded is not looked up here: the view gets it as a
+    :class:`PendingBearer`. A compiled read verifies it inside its own statement (one
+    round trip instead of two); anything else verifies it first
+    (:meth:`ThreadlineGraphQL.ensure_principal`), so it is still refused on the very
+    next request after it was revoked.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -88,16 +84,22 @@ class BearerAuth:
             header = dict(scope.get("headers") or []).get(b"authorization")
             if header:
                 app_state = scope["app"].state
+                state = scope.setdefault("state", {})
                 try:
                     token = auth_service.parse_bearer(header.decode("latin-1"))
                     assert token is not None
-                    principal = await auth_service.resolve_token_direct(
-                        app_state.engine, token=token, secret_key=app_state.settings.secret_key
-                    )
+                    digest = auth_service.token_digest(token, app_state.settings.secret_key)
+                    recent = auth_service.recent_principal(digest)
+                    if recent is not None:
+                        state["bearer"] = PendingBearer(token, digest, recent)
+                    else:
+                        state["principal"] = await auth_service.resolve_token_direct(
+                            app_state.engine, token=token, secret_key=app_state.settings.secret_key
+                        )
+                    state["token_digest"] = digest
                 except InvalidToken as exc:
-                    await _unauthenticated(exc.message)(scope, receive, send)
+                    await unauthenticated(exc.message)(scope, receive, send)
                     return
-                scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
 

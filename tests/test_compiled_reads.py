@@ -206,7 +206,9 @@ async def test_outside_the_plan_the_resolvers_answer(
         resp = await graphql(query, {"id": pid, "n": 501}, token=demo.token)
     assert resp.errors[0]["extensions"]["code"] == "BAD_PAGINATION"
     # A field outside the subset: never compiled, however often it runs.
-    query = "query($id: ID!) { project(id: $id) { components(first: 3) { nodes { type { code } } } } }"
+    query = (
+        "query($id: ID!) { project(id: $id) { components(first: 3) { nodes { type { code } } } } }"
+    )
     for _ in range(3):
         with statements(live_server) as sql:
             (await graphql(query, {"id": pid}, token=demo.token)).ok()
@@ -221,7 +223,7 @@ async def test_cost_limit_still_applies_to_compiled_documents(
         " nodes { parameters(first: $m) { nodes { symbol dependents { symbol } } } } } } }"
     )
     small = {"id": gid("Project", demo.project_id), "n": 2, "m": 2}
-    _, got, sql = await both(graphql, live_server, query, small, demo.token)
+    _, _, sql = await both(graphql, live_server, query, small, demo.token)
     assert sum(map(is_compiled, sql)) == 1
     resp = await graphql(query, {**small, "n": 500, "m": 500}, token=demo.token)
     assert resp.data is None
@@ -237,7 +239,7 @@ async def test_other_tenants_and_non_members_see_nothing(
         " nodes { tag } } } node(id: $p) { ... on Parameter { symbol } } }"
     )
     variables = {"id": gid("Project", demo.project_id), "p": gid("Parameter", ids["p:m_wet"])}
-    _, got, sql = await both(graphql, live_server, query, variables, demo.token)
+    _, got, _ = await both(graphql, live_server, query, variables, demo.token)
     assert got.data["project"]["name"] and got.data["node"] == {"symbol": "m_wet"}
     outsider = await factory.account()  # another organization
     colleague = await factory.account(org=demo.org)  # same organization, not a member
@@ -290,5 +292,53 @@ async def test_a_connection_acting_as_someone_else_is_never_used(
     assert (resp.status, resp.body) == (expected.status, expected.body)
     # The compiled statement was tried (on the lying connection, no re-pin), then the
     # resolvers answered; the connection is gone.
-    assert sum(map(is_compiled, sql)) == 1 and not any("set_config('role'" in q for q in sql[:2])
+    assert is_compiled(sql[0]) and sum(map(is_compiled, sql)) == 1, sql
     assert victim.conn.is_closed() and victim not in pool._idle
+
+
+async def test_token_changes_take_effect_on_the_very_next_compiled_read(
+    demo: Demo, factory: Factory, sessionmaker: Any, graphql: GraphQLCall, live_server: LiveServer
+) -> None:
+    """The compiled statement verifies the bearer token itself (no lookup before it):
+    revocation, expiry, deactivation and a changed admin flag act at once."""
+    query = "query($id: ID!) { project(id: $id) { name } }"
+    variables = {"id": gid("Project", demo.project_id)}
+    await both(graphql, live_server, query, variables, demo.token)
+
+    async def sql(statement: str, **params: Any) -> None:
+        async with sessionmaker() as s:
+            await s.execute(text(statement), params)
+            await s.commit()
+
+    colleague = await factory.account(org=demo.org)
+    for account in (colleague, colleague):  # warm: its lookup is remembered
+        assert (await graphql(query, variables, token=account.token)).ok() == {"project": None}
+    with statements(live_server) as seen:
+        assert (await graphql(query, variables, token=colleague.token)).ok() == {"project": None}
+    assert len(seen) == 1 and is_compiled(seen[0]), seen  # no separate token lookup
+    await sql("UPDATE users SET is_admin = true WHERE id = :u", u=colleague.user.id)
+    resp = await graphql(query, variables, token=colleague.token)
+    assert resp.ok()["project"] is not None  # an admin sees every project at once
+    with statements(live_server) as seen:
+        assert (await graphql(query, variables, token=colleague.token)).ok()["project"]
+    assert len(seen) == 1 and is_compiled(seen[0]), seen  # compiled again, as admin
+    await sql("UPDATE users SET is_active = false WHERE id = :u", u=colleague.user.id)
+    resp = await graphql(query, variables, token=colleague.token)
+    assert resp.status == 401 and resp.errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    for change in (
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = :u",
+        "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE user_id = :u",
+    ):
+        account = await factory.account(org=demo.org, admin=True)
+        for _ in range(3):
+            assert (await graphql(query, variables, token=account.token)).ok()["project"]
+        await sql(change, u=account.user.id)
+        with statements(live_server) as seen:
+            resp = await graphql(query, variables, token=account.token)
+        assert resp.status == 401, change
+        assert resp.body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+        # The compiled statement answered '' (token changed), then the lookup refused it.
+        assert is_compiled(seen[0]) and "FROM api_tokens" in seen[1] and len(seen) == 2
+        resp = await graphql("{ viewer { email } }", token=account.token)
+        assert resp.status == 401

@@ -79,8 +79,9 @@ class PinMismatch(Exception):
 
 Binder = Callable[[Mapping[str, Any]], Any]
 
-# $1, $2, $3 of every plan: the caller's organization, user and admin flag.
-_FIXED_PARAMS = 3
+# $1…$5 of every plan: the caller's organization, user and admin flag as the last
+# lookup of the bearer token found them, the token's digest and id.
+_FIXED_PARAMS = 5
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,14 @@ _VISIBLE = (
 _GUARD = (
     "current_user = 'threadline_app' AND current_setting('threadline.org_id') = $1::text"
     " AND current_setting('threadline.user_id') = $2::text"
+)
+# ... and only while the bearer token is still what its last lookup found (same checks
+# as app.auth.service._principal, in the same snapshot as the data); otherwise ''.
+_TOKEN_VALID = (
+    "EXISTS (SELECT 1 FROM api_tokens gt JOIN users gu ON gu.id = gt.user_id"
+    " WHERE gt.token_hash = $4 AND gt.id = $5 AND gt.user_id = $2 AND gt.revoked_at IS NULL"
+    " AND (gt.expires_at IS NULL OR gt.expires_at > now()) AND gu.organization_id = $1"
+    " AND gu.is_admin = $3 AND gu.is_active AND gu.deleted_at IS NULL)"
 )
 # json_build_object takes at most 100 arguments.
 _MAX_KEYS = 50
@@ -693,7 +702,10 @@ class _Compiler:
                 )
             )
         data = self.json_object(pairs)
-        return f"WITH {_VISIBLE} SELECT CASE WHEN {_GUARD} THEN ({data})::text END"
+        return (
+            f"WITH {_VISIBLE} SELECT CASE WHEN {_GUARD} THEN"
+            f" CASE WHEN {_TOKEN_VALID} THEN ({data})::text ELSE '' END END"
+        )
 
 
 def _decode(raw: str) -> tuple[str | None, uuid.UUID | None]:

@@ -82,6 +82,26 @@ class HTTPError(Exception):
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingBearer:
+    """A bearer token not looked up yet (app.main.BearerAuth): its digest and the
+    principal its last successful lookup found."""
+
+    token: str
+    digest: bytes
+    principal: Principal
+
+
+def unauthenticated(message: str) -> Response:
+    body = {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    return Response(
+        orjson.dumps(body),
+        status_code=401,
+        media_type="application/json",
+        headers={"WWW-Authenticate": 'Bearer realm="threadline"'},
+    )
+
+
 @dataclass(frozen=True)
 class GraphQLParams:
     """The GraphQL request parameters of one HTTP request, already validated."""
@@ -436,6 +456,9 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
 
     async def handle_http(self, request: Request) -> Response:
         if request.method == "GET" and self.graphql_ide and self.wants_graphql_ide(request):
+            denied = await self.ensure_principal(request)
+            if denied is not None:
+                return denied
             response = await self.render_graphql_ide(request)
             response.headers["vary"] = "Accept"
             return response
@@ -469,6 +492,9 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
             params = await resolve_operation(request, params)
             return await self.execute_http(request, params, media_type)
         except HTTPError as exc:
+            denied = await self.ensure_principal(request)
+            if denied is not None:
+                return denied
             return self.json_response(
                 _error_body(exc.message, exc.code),
                 exc.status,
@@ -480,7 +506,9 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
         self, request: Request, params: GraphQLParams, media_type: str
     ) -> Response:
         state = request.app.state
-        principal = request.scope.get("state", {}).get("principal")
+        scope_state = request.scope.setdefault("state", {})
+        pending: PendingBearer | None = scope_state.get("bearer")
+        principal = pending.principal if pending is not None else scope_state.get("principal")
         pool = getattr(state, "read_pool", None)
         plan: CompiledOperation | bool | None = False
         if pool is not None and principal is not None:
@@ -491,7 +519,11 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
                     request, plan, params, media_type, principal, pool
                 )
                 if response is not None:
+                    scope_state.pop("bearer", None)  # verified by the statement itself
                     return response
+        denied = await self.ensure_principal(request)
+        if denied is not None:
+            return denied
         response = await self.execute_resolvers(request, params, media_type)
         if (
             plan is False
@@ -510,6 +542,25 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
                 max_page_size=settings.max_page_size,
             )
         return response
+
+    @staticmethod
+    async def ensure_principal(request: Request) -> Response | None:
+        """Look up a token BearerAuth deferred; a 401 response if it is no longer valid."""
+        from app.auth import service as auth_service
+        from app.auth.errors import InvalidToken
+
+        state = request.scope.setdefault("state", {})
+        pending: PendingBearer | None = state.pop("bearer", None)
+        if pending is None:
+            return None
+        app_state = request.app.state
+        try:
+            state["principal"] = await auth_service.resolve_token_direct(
+                app_state.engine, token=pending.token, secret_key=app_state.settings.secret_key
+            )
+        except InvalidToken as exc:
+            return unauthenticated(exc.message)
+        return None
 
     @staticmethod
     def _last_ok(request: Request) -> bool:
@@ -536,7 +587,15 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
         )
         if priced is None or priced[0] > settings.max_query_cost:
             return None  # not priced yet for these page sizes, or refused: the full path
-        args = (principal.organization_id, principal.user_id, principal.is_admin, *values)
+        digest = request.scope["state"]["token_digest"]
+        args = (
+            principal.organization_id,
+            principal.user_id,
+            principal.is_admin,
+            digest,
+            principal.token_id,
+            *values,
+        )
         pin = Pin(principal.organization_id, principal.user_id)
         timeout = settings.request_timeout_seconds
         try:
@@ -558,6 +617,8 @@ class ThreadlineGraphQL(GraphQL[Context, None]):
             # E.g. a non-finite float the resolvers report as a field error.
             log.warning("compiled read fell back to the resolvers: %r", exc)
             return None
+        if not text:
+            return None  # the token changed since its last lookup: look it up
         return Response(
             b'{"data":' + text.encode() + b"}",
             status_code=200,
