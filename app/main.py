@@ -21,7 +21,7 @@ from app.auth import service as auth_service
 from app.auth.errors import InvalidToken
 from app.db import announce_to_engine, make_engine, make_sessionmaker
 from app.embedded import EmbeddedServices, start_embedded
-from app.graphql.http import PendingBearer, ThreadlineGraphQL, unauthenticated
+from app.graphql.http import CompiledReads, PendingBearer, ThreadlineGraphQL, unauthenticated
 from app.graphql.lanes import RAW_SEND
 from app.graphql.readpool import ReadPool
 from app.graphql.schema import build_schema
@@ -32,7 +32,7 @@ from app.settings import Settings, get_settings
 from app.trade_studies.csv_export import routes as trade_study_routes
 
 log = logging.getLogger("threadline")
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # also in app.graphql.http
 
 
 class RequestIdMiddleware:
@@ -196,6 +196,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.add_middleware(RequestIdMiddleware)
+    # Outermost (inside Starlette's error handler): compiled reads skip the rest.
+    app.add_middleware(CompiledReads)
     return app
 
 

@@ -342,3 +342,29 @@ async def test_token_changes_take_effect_on_the_very_next_compiled_read(
         assert is_compiled(seen[0]) and "FROM api_tokens" in seen[1] and len(seen) == 2
         resp = await graphql("{ viewer { email } }", token=account.token)
         assert resp.status == 401
+
+
+async def test_compiled_responses_carry_the_same_headers(
+    demo: Demo, graphql: GraphQLCall, live_server: LiveServer
+) -> None:
+    query = "query($id: ID!) { project(id: $id) { name } }"
+    variables = {"id": gid("Project", demo.project_id)}
+    await both(graphql, live_server, query, variables, demo.token)
+    for accept in ("application/json", "application/graphql-response+json", None):
+        headers = {"X-Request-ID": "req-42.a_b"}
+        if accept is not None:
+            headers["Accept"] = accept
+        with resolvers(live_server):
+            expected = await graphql(query, variables, token=demo.token, headers=headers)
+        with statements(live_server) as sql:
+            got = await graphql(query, variables, token=demo.token, headers=headers)
+        assert sum(map(is_compiled, sql)) == 1
+        assert got.body == expected.body
+        for name in ("content-type", "vary", "x-request-id"):
+            assert got.headers[name] == expected.headers[name], name
+        # PostgreSQL writes JSON with spaces after ':' and ',' (same values, more bytes).
+        assert int(got.headers["content-length"]) > 0
+        assert got.headers["x-request-id"] == "req-42.a_b"
+    # A minted id when the incoming one is unusable.
+    got = await graphql(query, variables, token=demo.token, headers={"X-Request-ID": "x" * 99})
+    assert len(got.headers["x-request-id"]) == 32
