@@ -5,7 +5,9 @@ Each test fails when a hot path silently falls back to the slow one:
 * list fields of the nested read — and the bearer-token lookup before it — build no
   ORM objects (Core rows into plain types), counted with SQLAlchemy's ``load`` event
   during a real HTTP query;
-* the nested read costs a constant, small number of SQL statements;
+* the nested read costs a constant, small number of SQL statements — through the
+  resolvers, and exactly one once the document is compiled (app.graphql.compiled;
+  ``tests/test_compiled_reads.py`` checks that the four benchmark queries compile);
 * the validation of a repeated operation is served from the cache;
 * hot leaf fields are plain attributes or synchronous resolvers, and the executor
   resolves them on its fast path.
