@@ -368,3 +368,32 @@ async def test_compiled_responses_carry_the_same_headers(
     # A minted id when the incoming one is unusable.
     got = await graphql(query, variables, token=demo.token, headers={"X-Request-ID": "x" * 99})
     assert len(got.headers["x-request-id"]) == 32
+
+
+async def test_connections_lost_under_the_pool_are_replaced(
+    demo: Demo, sessionmaker: Any, graphql: GraphQLCall, live_server: LiveServer
+) -> None:
+    """A database restart or an idle timeout kills pooled connections: the next request
+    is still answered (by the resolvers), the one after by the plan on a new connection."""
+    from app.graphql.readpool import APPLICATION_NAME
+
+    query = "query($id: ID!) { project(id: $id) { name components(first: 2) { nodes { tag } } } }"
+    variables = {"id": gid("Project", demo.project_id)}
+    expected, _, _ = await both(graphql, live_server, query, variables, demo.token)
+    async with sessionmaker() as s:
+        killed = (
+            await s.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM"
+                    " pg_stat_activity WHERE application_name = :name"
+                ),
+                {"name": APPLICATION_NAME},
+            )
+        ).scalar_one()
+    assert killed >= 1
+    for _ in range(3):
+        resp = await graphql(query, variables, token=demo.token)
+        assert (resp.status, resp.body) == (expected.status, expected.body)
+    with statements(live_server) as sql:
+        resp = await graphql(query, variables, token=demo.token)
+    assert resp.body == expected.body and sum(map(is_compiled, sql)) == 1

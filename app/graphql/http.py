@@ -710,8 +710,9 @@ async def compiled_body(
             f"The operation took longer than {timeout:g} s and was cancelled; nothing was changed.",
             "TIMEOUT",
         ) from None
-    except (compiled.PinMismatch, asyncpg.PostgresError, OSError) as exc:
-        # E.g. a non-finite float the resolvers report as a field error.
+    except (compiled.PinMismatch, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        # E.g. a non-finite float the resolvers report as a field error, or a
+        # connection the server closed: the resolvers' own pool handles that.
         log.warning("compiled read fell back to the resolvers: %r", exc)
         return None
     if not text:

@@ -37,6 +37,10 @@ _PIN_SQL = (
 )
 
 
+# How these connections appear in pg_stat_activity.
+APPLICATION_NAME = "threadline-compiled-reads"
+
+
 @dataclass(frozen=True, slots=True)
 class Pin:
     organization_id: uuid.UUID
@@ -78,7 +82,10 @@ class ReadPool:
     async def _connect(self) -> _Conn:
         conn = await asyncpg.connect(
             **self._args,
-            server_settings={"default_transaction_read_only": "on"},
+            server_settings={
+                "default_transaction_read_only": "on",
+                "application_name": APPLICATION_NAME,
+            },
         )
         return _Conn(conn)
 
