@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import sys
+import uuid
 
 import orjson
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_for(incoming: bytes | None) -> str:
+    """A sane incoming ``X-Request-ID`` as it is, else a fresh one."""
+    value = (incoming or b"").decode("latin-1")
+    return value if _REQUEST_ID_RE.match(value) else uuid.uuid4().hex
 
 
 class _RequestIdFilter(logging.Filter):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,13 +24,12 @@ from app.graphql.lanes import RAW_SEND
 from app.graphql.readpool import ReadPool
 from app.graphql.schema import build_schema
 from app.live import Hub
-from app.logging_setup import request_id_var
+from app.logging_setup import request_id_for, request_id_var
 from app.operations.service import OperationStore
 from app.settings import Settings, get_settings
 from app.trade_studies.csv_export import routes as trade_study_routes
 
 log = logging.getLogger("threadline")
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # also in app.graphql.http
 
 
 class RequestIdMiddleware:
@@ -45,8 +42,7 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request_id = request_id_for(dict(scope.get("headers") or []).get(b"x-request-id"))
         scope.setdefault("state", {})["request_id"] = request_id
         if scope["type"] == "websocket":
             # The server's own send, for the live hub's direct lane (app.graphql.lanes).

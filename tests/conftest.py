@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -194,15 +196,39 @@ def live_server(settings: Settings) -> Iterator[LiveServer]:
     thread.join(timeout=10)
 
 
-@pytest.fixture
-def resolvers_only(live_server: LiveServer) -> Iterator[None]:
-    """Every query of the test takes the resolvers (no compiled reads)."""
+@contextmanager
+def resolvers_only_on(live_server: LiveServer) -> Iterator[None]:
+    """Queries meanwhile take the resolvers (no compiled reads)."""
     pool = live_server.app.state.read_pool
     live_server.app.state.read_pool = None
     try:
         yield
     finally:
         live_server.app.state.read_pool = pool
+
+
+@pytest.fixture
+def resolvers_only(live_server: LiveServer) -> Iterator[None]:
+    """Every query of the test takes the resolvers (no compiled reads)."""
+    with resolvers_only_on(live_server):
+        yield
+
+
+@contextmanager
+def count_statements(live_server: LiveServer) -> Iterator[list[str]]:
+    """SQL statements the server sends meanwhile (engine listeners see every one,
+    including those sent straight through asyncpg)."""
+    engine = live_server.app.state.engine.sync_engine
+    statements: list[str] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
 
 
 @dataclass

@@ -9,49 +9,24 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from app.graphql import compiled
 from app.graphql.readpool import Pin
 from tests.conftest import Demo, Factory, GQLResponse, GraphQLCall, LiveServer
+from tests.conftest import count_statements as statements
+from tests.conftest import resolvers_only_on as resolvers
 
 
 def gid(type_name: str, id_: uuid.UUID | str) -> str:
     return base64.b64encode(f"{type_name}:{id_}".encode()).decode()
 
 
-@contextmanager
-def statements(live_server: LiveServer) -> Iterator[list[str]]:
-    engine = live_server.app.state.engine.sync_engine
-    seen: list[str] = []
-
-    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
-
-
 def is_compiled(statement: str) -> bool:
     return "json_build_object" in statement
-
-
-@contextmanager
-def resolvers(live_server: LiveServer) -> Iterator[None]:
-    pool = live_server.app.state.read_pool
-    live_server.app.state.read_pool = None
-    try:
-        yield
-    finally:
-        live_server.app.state.read_pool = pool
 
 
 async def both(

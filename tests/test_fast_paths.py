@@ -35,6 +35,7 @@ from app.graphql.schema import build_schema
 from app.settings import Settings
 from tests.builders import build_thread
 from tests.conftest import Factory, GraphQLCall, LiveServer
+from tests.conftest import count_statements as statements
 
 # The shape of benchmark query (b): components with all their parameters.
 NESTED = """query($id: ID!) { project(id: $id) {
@@ -64,21 +65,6 @@ def orm_loads() -> Iterator[list[str]]:
         yield loaded
     finally:
         event.remove(Base, "load", on_load)
-
-
-@contextmanager
-def statements(live_server: LiveServer) -> Iterator[list[str]]:
-    engine = live_server.app.state.engine.sync_engine
-    seen: list[str] = []
-
-    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
 
 
 @pytest.mark.parametrize("path", ["resolvers", "compiled"])

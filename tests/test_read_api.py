@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import insert
 
 from app.parameters.models import Parameter
 from tests.builders import Thread, build_thread
-from tests.conftest import Account, Factory, GraphQLCall, LiveServer
+from tests.conftest import Account, Factory, GraphQLCall, LiveServer, count_statements
 
 
 def gid(type_name: str, id_: uuid.UUID) -> str:
@@ -283,21 +281,6 @@ async def test_filters(world: tuple[Account, Thread], graphql: GraphQLCall) -> N
         {"key": "REQ-000"},
     ]
     assert data["power"]["totalCount"] == 2
-
-
-@contextmanager
-def count_statements(live_server: LiveServer) -> Iterator[list[str]]:
-    engine = live_server.app.state.engine.sync_engine
-    statements: list[str] = []
-
-    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", on_execute)
 
 
 NESTED = """query($id: ID!) { project(id: $id) {

@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app import bounded
 from app.auth.access import ROLE_RANK
 from app.auth.errors import AccountExists, InvalidCredentials, InvalidToken
 from app.auth.models import ApiToken, Organization, TeamMember, User
@@ -243,9 +244,7 @@ def _recall(digest: bytes, principal: Principal | None) -> None:
     if principal is None:
         _RECENT.pop(digest, None)
         return
-    if digest not in _RECENT and len(_RECENT) >= _RECENT_MAX:
-        _RECENT.pop(next(iter(_RECENT)))
-    _RECENT[digest] = principal
+    bounded.put(_RECENT, digest, principal, _RECENT_MAX)
 
 
 async def resolve_token_direct(engine: AsyncEngine, *, token: str, secret_key: str) -> Principal:

@@ -60,7 +60,9 @@ from graphql import (
     get_named_type,
     parse,
 )
-from strawberry import relay
+
+from app import bounded
+from app.graphql.common import decode_id
 
 
 class Unsupported(Exception):
@@ -446,37 +448,31 @@ class _Compiler:
             raise Unsupported("list variable")
         return inner.name.value, non_null
 
-    def id_param(self, value: ValueNode, expected: str | None) -> tuple[str, str]:
-        """The SQL parameter of a global id argument and the type it must name.
-
-        ``expected`` None (``node``) means any compiled type; the type found in a
-        literal id fixes it, a variable's type is checked per request."""
+    def id_param(self, value: ValueNode, expected: str) -> str:
+        """The SQL parameter of a global id argument that must name ``expected``: checked
+        now for a literal, per request for a variable (another type → the resolvers)."""
         if isinstance(value, StringValueNode):
-            type_name, node_id = _decode(value.value)
-            if type_name is None or (expected is not None and type_name != expected):
+            node_id = decode_id(value.value, expected)
+            if node_id is None:
                 raise Unsupported("id of another type")
 
-            def constant(_variables: Mapping[str, Any], u: uuid.UUID | None = node_id) -> Any:
+            def constant(_variables: Mapping[str, Any], u: uuid.UUID = node_id) -> Any:
                 return u
 
-            return self.param(constant), type_name
+            return self.param(constant)
         if isinstance(value, VariableNode):
             name = value.name.value
             if self.variable_type(name)[0] != "ID":
                 raise Unsupported("id variable type")
-            if expected is None:
-                raise Unsupported("node id variable without a known type")
 
             def bind(variables: Mapping[str, Any], n: str = name, t: str = expected) -> Any:
                 raw = variables.get(n)
-                if not isinstance(raw, str):
-                    raise Fallback
-                type_name, node_id = _decode(raw)
-                if type_name != t:
+                node_id = decode_id(raw, t) if isinstance(raw, str) else None
+                if node_id is None:
                     raise Fallback
                 return node_id
 
-            return self.param(bind), expected
+            return self.param(bind)
         raise Unsupported("id argument")
 
     def page_size(self, args: dict[str, ValueNode]) -> str:
@@ -576,6 +572,23 @@ class _Compiler:
             return f"(SELECT coalesce(json_agg({body} ORDER BY {order}), '[]'::json) {source})"
         return self.connection(parent_type, rel, p, fields)
 
+    def sub_object(
+        self,
+        parent: GraphQLObjectType,
+        field_name: str,
+        nodes: list[FieldNode],
+        leaf: Callable[[str, list[FieldNode]], str],
+    ) -> str:
+        """JSON of a small object inside a connection (an edge, pageInfo): ``leaf``
+        gives the SQL of each selected field by name."""
+        type_ = get_named_type(parent.fields[field_name].type)
+        assert isinstance(type_, GraphQLObjectType)
+        pairs = []
+        for key, fields in self.collect(type_, self.selection_sets(nodes)).items():
+            name = fields[0].name.value
+            pairs.append((key, f"'{type_.name}'" if name == "__typename" else leaf(name, fields)))
+        return self.json_object(pairs)
+
     def connection(
         self, parent_type: GraphQLObjectType, rel: Paged, p: str, fields: list[FieldNode]
     ) -> str:
@@ -597,64 +610,40 @@ class _Compiler:
             f"rtrim(translate(encode(convert_to('[' || to_json({c}.{rel.key})::text || ',\"'"
             f" || {c}.id::text || '\"]', 'UTF8'), 'base64'), E'+/\\n', '-_'), '=')"
         )
+        info_sql = {
+            "hasNextPage": f"count(*) > {n}",
+            "hasPreviousPage": "false",  # only first pages are compiled
+            "startCursor": f"(array_agg({cursor} ORDER BY {c}._rn) {in_page})[1]",
+            "endCursor": f"(array_agg({cursor} ORDER BY {c}._rn DESC) {in_page})[1]",
+        }
+
+        def page_list(body: str) -> str:
+            return f"coalesce(json_agg({body} ORDER BY {c}._rn) {in_page}, '[]'::json)"
+
+        def edge_field(name: str, edge_fields: list[FieldNode]) -> str:
+            if name == "cursor":
+                return cursor
+            if name == "node":
+                return self.select(target_type, target, c, edge_fields)
+            raise Unsupported(f"edge field {name}")
+
+        def info_field(name: str, _fields: list[FieldNode]) -> str:
+            if name not in info_sql:
+                raise Unsupported(f"pageInfo field {name}")
+            return info_sql[name]
+
         pairs: list[tuple[str, str]] = []
         for key, sub in self.collect(connection_type, self.selection_sets(fields)).items():
             name = sub[0].name.value
             if name == "__typename":
                 pairs.append((key, f"'{connection_type.name}'"))
             elif name == "nodes":
-                body = self.select(target_type, target, c, sub)
-                pairs.append(
-                    (key, f"coalesce(json_agg({body} ORDER BY {c}._rn) {in_page}, '[]'::json)")
-                )
+                pairs.append((key, page_list(self.select(target_type, target, c, sub))))
             elif name == "edges":
-                edge_type = get_named_type(connection_type.fields["edges"].type)
-                assert isinstance(edge_type, GraphQLObjectType)
-                edge: list[tuple[str, str]] = []
-                for edge_key, edge_fields in self.collect(
-                    edge_type, self.selection_sets(sub)
-                ).items():
-                    edge_name = edge_fields[0].name.value
-                    if edge_name == "__typename":
-                        edge.append((edge_key, f"'{edge_type.name}'"))
-                    elif edge_name == "cursor":
-                        edge.append((edge_key, cursor))
-                    elif edge_name == "node":
-                        edge.append((edge_key, self.select(target_type, target, c, edge_fields)))
-                    else:
-                        raise Unsupported(f"edge field {edge_name}")
-                body = self.json_object(edge)
-                pairs.append(
-                    (key, f"coalesce(json_agg({body} ORDER BY {c}._rn) {in_page}, '[]'::json)")
-                )
+                edge = self.sub_object(connection_type, "edges", sub, edge_field)
+                pairs.append((key, page_list(edge)))
             elif name == "pageInfo":
-                info_type = get_named_type(connection_type.fields["pageInfo"].type)
-                assert isinstance(info_type, GraphQLObjectType)
-                info: list[tuple[str, str]] = []
-                for info_key, info_fields in self.collect(
-                    info_type, self.selection_sets(sub)
-                ).items():
-                    info_name = info_fields[0].name.value
-                    if info_name == "__typename":
-                        info.append((info_key, f"'{info_type.name}'"))
-                    elif info_name == "hasNextPage":
-                        info.append((info_key, f"count(*) > {n}"))
-                    elif info_name == "hasPreviousPage":
-                        info.append((info_key, "false"))  # only first pages are compiled
-                    elif info_name == "startCursor":
-                        info.append(
-                            (info_key, f"(array_agg({cursor} ORDER BY {c}._rn) {in_page})[1]")
-                        )
-                    elif info_name == "endCursor":
-                        info.append(
-                            (
-                                info_key,
-                                f"(array_agg({cursor} ORDER BY {c}._rn DESC) {in_page})[1]",
-                            )
-                        )
-                    else:
-                        raise Unsupported(f"pageInfo field {info_name}")
-                pairs.append((key, self.json_object(info)))
+                pairs.append((key, self.sub_object(connection_type, "pageInfo", sub, info_field)))
             elif name == "totalCount":
                 x = self.alias()
                 pairs.append(
@@ -689,7 +678,7 @@ class _Compiler:
                 if len(named) != 1:
                     raise Unsupported("node without exactly one compiled type")
                 (type_name,) = named
-            param, type_name = self.id_param(args["id"], type_name)
+            param = self.id_param(args["id"], type_name)
             table = TABLES[type_name]
             a = self.alias()
             body = self.select(self.object_type(type_name), table, a, fields)
@@ -706,15 +695,6 @@ class _Compiler:
             f"WITH {_VISIBLE} SELECT CASE WHEN {_GUARD} THEN"
             f" CASE WHEN {_TOKEN_VALID} THEN ({data})::text ELSE '' END END"
         )
-
-
-def _decode(raw: str) -> tuple[str | None, uuid.UUID | None]:
-    """(type name, uuid) of a global id, as app.graphql.common.decode_id reads it."""
-    try:
-        parsed = relay.GlobalID.from_id(raw)
-        return parsed.type_name, uuid.UUID(parsed.node_id)
-    except Exception:  # malformed: the resolvers answer it
-        return None, None
 
 
 @dataclass(frozen=True)
@@ -798,9 +778,7 @@ def remember(
         )
     except (Unsupported, KeyError):
         compiled = None
-    if len(_PLANS) >= _MAX_PLANS:
-        _PLANS.pop(next(iter(_PLANS)))
-    _PLANS[(query, operation_name)] = compiled
+    bounded.put(_PLANS, (query, operation_name), compiled, _MAX_PLANS)
     return compiled
 
 

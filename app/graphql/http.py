@@ -32,7 +32,6 @@ import asyncio
 import gc
 import json
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -59,10 +58,9 @@ from app.graphql.context import Context
 from app.graphql.lanes import TransportWSHandler
 from app.graphql.limits import known_cost
 from app.graphql.readpool import Pin, ReadPool
+from app.logging_setup import request_id_for
 
 log = logging.getLogger("threadline.http")
-# The same rule as app.main.RequestIdMiddleware.
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 APPLICATION_JSON = "application/json"
 # The message the schema's MaskErrors extension puts on unexpected errors.
@@ -791,8 +789,7 @@ class CompiledReads:
             await self.app(scope, replay, send)
             return
         status, payload, content_type_out = answer
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        request_id = request_id_for(headers.get(b"x-request-id"))
         await send(
             {
                 "type": "http.response.start",

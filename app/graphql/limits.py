@@ -29,6 +29,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
+from app import bounded
 from app.graphql.context import Context
 
 
@@ -158,9 +159,15 @@ _CACHE_SIZE = 1024
 
 
 def _remember(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(cache) >= _CACHE_SIZE:
-        cache.pop(next(iter(cache)))  # oldest first (dicts keep insertion order)
-    cache[key] = value
+    bounded.put(cache, key, value, _CACHE_SIZE)
+
+
+def _cost_key(
+    query: str | None, operation_name: str | None, variables: dict[str, Any], default_page_size: int
+) -> tuple[Any, ...]:
+    # Only integer variables (page sizes) can change the price of a document.
+    ints = tuple(sorted((k, v) for k, v in variables.items() if type(v) is int))
+    return (query, operation_name, ints, default_page_size)
 
 
 def known_cost(
@@ -168,8 +175,7 @@ def known_cost(
 ) -> tuple[int, bool] | None:
     """The cost verdict :class:`OperationLimits` reached for this document and these page
     sizes, if it priced them already (compiled reads reuse it instead of re-pricing)."""
-    ints = tuple(sorted((k, v) for k, v in variables.items() if type(v) is int))
-    return _COSTS.get((query, operation_name, ints, default_page_size))
+    return _COSTS.get(_cost_key(query, operation_name, variables, default_page_size))
 
 
 class DocumentSizeLimit(SchemaExtension):
@@ -206,9 +212,7 @@ class OperationLimits(SchemaExtension):
             return
         settings = context.settings
         variables = ec.variables or {}
-        # Only integer variables (page sizes) can change the price of a document.
-        ints = tuple(sorted((k, v) for k, v in variables.items() if type(v) is int))
-        key = (ec.query, ec.operation_name, ints, settings.default_page_size)
+        key = _cost_key(ec.query, ec.operation_name, variables, settings.default_page_size)
         priced = _COSTS.get(key)
         if priced is None:
             schema = ec.schema._schema
